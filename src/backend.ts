@@ -1,0 +1,55 @@
+/**
+ * Backend selection, in one place: an explicit option wins, then the VIDEO_LLAVA_BACKEND environment
+ * variable, then the default (`wasm`). `tensorflow` uses @tensorflow/tfjs-node (or -node-gpu) when the
+ * user has installed it; it is an optional peer dependency and never required.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { BackendError } from './errors';
+
+export type BackendName = 'wasm' | 'cpu' | 'tensorflow';
+export const BACKENDS: readonly BackendName[] = ['wasm', 'cpu', 'tensorflow'];
+export const DEFAULT_BACKEND: BackendName = 'wasm';
+export const BACKEND_ENV = 'VIDEO_LLAVA_BACKEND';
+
+export function resolveBackendName(option?: string): BackendName {
+  const raw = option ?? process.env[BACKEND_ENV] ?? DEFAULT_BACKEND;
+  const name = raw.trim().toLowerCase();
+  if (!(BACKENDS as readonly string[]).includes(name)) {
+    const from = option !== undefined ? 'option backend' : `environment variable ${BACKEND_ENV}`;
+    throw new BackendError(`${from}: unknown backend "${raw}"; expected one of ${BACKENDS.join(', ')}`);
+  }
+  return name as BackendName;
+}
+
+function loadNodeBinding(): void {
+  for (const pkg of ['@tensorflow/tfjs-node', '@tensorflow/tfjs-node-gpu']) {
+    try {
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
+      require(pkg);
+      return;
+    } catch {
+      // try the next one
+    }
+  }
+  throw new BackendError(
+    'backend "tensorflow" needs @tensorflow/tfjs-node or @tensorflow/tfjs-node-gpu installed; ' +
+      'use --backend wasm (default) or cpu otherwise',
+  );
+}
+
+/** Selects and initialises the backend; returns the name tfjs reports. Safe to call repeatedly. */
+export async function setBackend(option?: string): Promise<BackendName> {
+  const name = resolveBackendName(option);
+  if (name === 'wasm') {
+    // Registers the backend with tfjs; its .wasm binaries ship inside the package.
+    require('@tensorflow/tfjs-backend-wasm');
+  } else if (name === 'tensorflow') {
+    loadNodeBinding();
+  }
+  if (tf.getBackend() !== name) {
+    const ok = await tf.setBackend(name);
+    if (!ok) throw new BackendError(`backend "${name}" failed to initialise`);
+  }
+  await tf.ready();
+  return name;
+}

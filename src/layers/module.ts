@@ -1,0 +1,197 @@
+/**
+ * The module tree: every layer is a Module with named children and named parameters, so that a
+ * parameter's path equals its key in the Hugging Face checkpoint (`model.language_model.layers.0.
+ * self_attn.q_proj.weight`). Loading, freezing, hooks, LoRA and saving all walk this one tree.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { WeightsError } from '../errors';
+
+/**
+ * A weight of known shape. It starts empty ("meta") so a model can be built from its config without
+ * allocating memory, and is filled once by the loader; it then owns one tf.Variable.
+ */
+export class Parameter {
+  private variable: tf.Variable | null = null;
+
+  constructor(
+    readonly shape: readonly number[],
+    private trainableFlag = true,
+  ) {}
+
+  get loaded(): boolean {
+    return this.variable !== null;
+  }
+
+  /** The tensor; throws when the loader has not filled this parameter. */
+  get value(): tf.Variable {
+    if (this.variable === null) throw new WeightsError('parameter used before it was loaded');
+    return this.variable;
+  }
+
+  get trainable(): boolean {
+    return this.trainableFlag;
+  }
+
+  set trainable(flag: boolean) {
+    this.trainableFlag = flag;
+    if (this.variable) this.variable.trainable = flag;
+  }
+
+  get size(): number {
+    return this.shape.reduce((a, b) => a * b, 1);
+  }
+
+  /** Takes ownership of `t` (float32, exact shape). Replaces the previous value if any. */
+  set(t: tf.Tensor, name = 'parameter'): void {
+    if (!shapesEqual(t.shape, this.shape)) {
+      t.dispose();
+      throw new WeightsError(
+        `${name}: expected shape [${this.shape.join(', ')}], found [${t.shape.join(', ')}]`,
+        name,
+      );
+    }
+    const value = t.dtype === 'float32' ? t : tf.cast(t, 'float32');
+    if (value !== t) t.dispose();
+    if (this.variable === null) {
+      this.variable = tf.variable(value, this.trainableFlag);
+    } else {
+      this.variable.assign(value);
+    }
+    value.dispose();
+  }
+
+  dispose(): void {
+    this.variable?.dispose();
+    this.variable = null;
+  }
+}
+
+export function shapesEqual(a: readonly number[], b: readonly number[]): boolean {
+  return a.length === b.length && a.every((d, i) => d === b[i]);
+}
+
+/** Called before forward; may return replacement arguments. */
+export type ForwardPreHook = (module: Module, args: unknown[]) => unknown[] | void;
+/** Called after forward; may return a replacement output (the hook then owns the old one). */
+export type ForwardHook = (module: Module, args: unknown[], output: unknown) => unknown | void;
+
+export interface HookHandle {
+  remove(): void;
+}
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export abstract class Module<Args extends unknown[] = any[], Out = any> {
+  private readonly modules = new Map<string, Module>();
+  private readonly params = new Map<string, Parameter>();
+  private readonly preHooks = new Map<number, ForwardPreHook>();
+  private readonly hooks = new Map<number, ForwardHook>();
+  private static nextHookId = 0;
+
+  abstract forward(...args: Args): Out;
+
+  /** Runs forward with the registered hooks around it. Always call layers through this. */
+  call(...args: Args): Out {
+    if (this.preHooks.size === 0 && this.hooks.size === 0) return this.forward(...args);
+    let input: unknown[] = args;
+    for (const hook of this.preHooks.values()) input = hook(this, input) ?? input;
+    let output: unknown = this.forward(...(input as Args));
+    for (const hook of this.hooks.values()) {
+      const replaced = hook(this, input, output);
+      if (replaced !== undefined) output = replaced;
+    }
+    return output as Out;
+  }
+
+  protected addModule<M extends Module>(name: string, module: M): M {
+    this.modules.set(name, module);
+    return module;
+  }
+
+  protected addParameter(name: string, shape: readonly number[]): Parameter {
+    const p = new Parameter(shape);
+    this.params.set(name, p);
+    return p;
+  }
+
+  /** Replaces a child module (used by LoRA to wrap a Linear); returns the old one. */
+  replaceModule(name: string, module: Module): Module {
+    const old = this.modules.get(name);
+    if (!old) throw new WeightsError(`no submodule "${name}" to replace`);
+    this.modules.set(name, module);
+    return old;
+  }
+
+  children(): Array<[string, Module]> {
+    return [...this.modules.entries()];
+  }
+
+  *namedModules(prefix = ''): Generator<[string, Module]> {
+    yield [prefix, this];
+    for (const [name, m] of this.modules) yield* m.namedModules(prefix ? `${prefix}.${name}` : name);
+  }
+
+  namedParameters(prefix = ''): Array<[string, Parameter]> {
+    const out: Array<[string, Parameter]> = [];
+    for (const [path, m] of this.namedModules(prefix)) {
+      for (const [name, p] of m.params) out.push([path ? `${path}.${name}` : name, p]);
+    }
+    return out;
+  }
+
+  getSubmodule(path: string): Module {
+    if (path === '') return this;
+    let m: Module = this;
+    for (const part of path.split('.')) {
+      const next = m.modules.get(part);
+      if (!next) throw new WeightsError(`no submodule "${path}" (stopped at "${part}")`);
+      m = next;
+    }
+    return m;
+  }
+
+  getParameter(path: string): Parameter {
+    const dot = path.lastIndexOf('.');
+    const owner = this.getSubmodule(dot < 0 ? '' : path.slice(0, dot));
+    const p = owner.params.get(path.slice(dot + 1));
+    if (!p) throw new WeightsError(`no parameter "${path}"`, path);
+    return p;
+  }
+
+  registerForwardPreHook(hook: ForwardPreHook): HookHandle {
+    const id = Module.nextHookId++;
+    this.preHooks.set(id, hook);
+    return { remove: () => void this.preHooks.delete(id) };
+  }
+
+  registerForwardHook(hook: ForwardHook): HookHandle {
+    const id = Module.nextHookId++;
+    this.hooks.set(id, hook);
+    return { remove: () => void this.hooks.delete(id) };
+  }
+
+  /** Frees every parameter of this subtree. */
+  dispose(): void {
+    for (const [, p] of this.namedParameters()) p.dispose();
+  }
+}
+
+/** An indexed list of modules; children are named "0", "1", ... like torch.nn.ModuleList. */
+export class ModuleList<M extends Module> extends Module<[], never> {
+  readonly items: M[] = [];
+
+  constructor(items: M[]) {
+    super();
+    items.forEach((m, i) => {
+      this.addModule(String(i), m);
+      this.items.push(m);
+    });
+  }
+
+  get length(): number {
+    return this.items.length;
+  }
+
+  forward(): never {
+    throw new Error('ModuleList has no forward; call its items');
+  }
+}

@@ -1,0 +1,88 @@
+/**
+ * fromPretrained: config.json + safetensors (single file or sharded) → a model with every parameter
+ * filled. Tensors are read one at a time and handed to their parameter, so no second copy of the
+ * model is ever held. Keys in either checkpoint layout are accepted (src/weights/key_map.ts).
+ */
+import { WeightsError } from '../../errors';
+import { Parameter } from '../../layers/module';
+import { Checkpoint } from '../../weights/checkpoint';
+import { isIgnoredKey, toModulePath } from '../../weights/key_map';
+import { loadVideoLlavaConfig } from './config';
+import { VideoLlavaForConditionalGeneration } from './modeling';
+
+export interface LoadProgress {
+  tensorsLoaded: number;
+  tensorsTotal: number;
+  bytesLoaded: number;
+  bytesTotal: number;
+}
+
+export interface LoadOptions {
+  /** Called after each tensor is loaded. */
+  onProgress?: (progress: LoadProgress) => void;
+  /** Throw on checkpoint keys the model does not use (default false: they are reported through onUnexpectedKeys). */
+  strict?: boolean;
+  onUnexpectedKeys?: (keys: string[]) => void;
+}
+
+export async function loadVideoLlava(dir: string, options: LoadOptions = {}): Promise<VideoLlavaForConditionalGeneration> {
+  const config = await loadVideoLlavaConfig(dir);
+  const model = new VideoLlavaForConditionalGeneration(config);
+  const params = new Map<string, Parameter>(model.namedParameters());
+  const checkpoint = await Checkpoint.open(dir);
+  try {
+    const plan = planLoad(checkpoint.keys(), params);
+    if (plan.unexpected.length > 0) {
+      if (options.strict) throw new WeightsError(`checkpoint in ${dir} has ${plan.unexpected.length} keys the model does not use: ${preview(plan.unexpected)}`);
+      options.onUnexpectedKeys?.(plan.unexpected);
+    }
+    const tiedHead = !plan.found.has('lm_head.weight') && (config.tie_word_embeddings || config.text_config.tie_word_embeddings);
+    const missing = [...params.keys()].filter((p) => !plan.found.has(p) && !(tiedHead && p === 'lm_head.weight'));
+    if (missing.length > 0) throw new WeightsError(`checkpoint in ${dir} lacks ${missing.length} weights the model needs: ${preview(missing)}`);
+
+    const bytesTotal = plan.entries.reduce((s, [key]) => s + checkpoint.info(key).byteLength, 0);
+    let bytesLoaded = 0;
+    let tensorsLoaded = 0;
+    for (const [key, path] of plan.entries) {
+      const tensor = await checkpoint.readTensor(key);
+      params.get(path)!.set(tensor, key);
+      bytesLoaded += checkpoint.info(key).byteLength;
+      options.onProgress?.({ tensorsLoaded: ++tensorsLoaded, tensorsTotal: plan.entries.length, bytesLoaded, bytesTotal });
+    }
+    if (tiedHead) {
+      const embed = model.model.language_model.embed_tokens.weight.value;
+      model.lm_head.weight.set(embed.clone(), 'lm_head.weight (tied to embed_tokens)');
+    }
+    return model;
+  } catch (e) {
+    model.dispose();
+    throw e;
+  } finally {
+    await checkpoint.close();
+  }
+}
+
+interface LoadPlan {
+  entries: Array<[string, string]>; // checkpoint key → module path
+  found: Set<string>;
+  unexpected: string[];
+}
+
+function planLoad(keys: string[], params: Map<string, Parameter>): LoadPlan {
+  const plan: LoadPlan = { entries: [], found: new Set(), unexpected: [] };
+  for (const key of keys) {
+    const path = toModulePath(key);
+    if (!params.has(path)) {
+      if (!isIgnoredKey(key)) plan.unexpected.push(key);
+      continue;
+    }
+    if (plan.found.has(path)) throw new WeightsError(`two checkpoint keys map to the same weight ${path} (one is ${key})`, key);
+    plan.found.add(path);
+    plan.entries.push([key, path]);
+  }
+  return plan;
+}
+
+function preview(keys: string[]): string {
+  return keys.slice(0, 5).join(', ') + (keys.length > 5 ? `, … (${keys.length - 5} more)` : '');
+}

@@ -1,0 +1,214 @@
+/**
+ * VideoLlavaForConditionalGeneration: two CLIP towers, a shared projector, a Llama decoder and an
+ * untied LM head. Module paths follow the current transformers layout:
+ *   model.image_tower.vision_model.*   model.video_tower.vision_model.*
+ *   model.multi_modal_projector.*      model.language_model.*            lm_head.*
+ */
+import * as tf from '@tensorflow/tfjs';
+import { InputError } from '../../errors';
+import { KVCache } from '../../generation/cache';
+import { Linear } from '../../layers/linear';
+import { Module } from '../../layers/module';
+import { ClipVisionModel } from '../clip/modeling';
+import { LlamaModel } from '../llama/modeling';
+import { VideoLlavaConfig, featureLayers } from './config';
+import { mergePlaceholders } from './merge';
+import { VideoLlavaMultiModalProjector } from './projector';
+
+/** Integer matrices may be given as tensors or nested arrays. */
+export type IntMatrix = tf.Tensor | number[][];
+
+export interface VideoLlavaForwardInput {
+  inputIds: IntMatrix; // [B, L], placeholders already expanded (the processor does it)
+  attentionMask?: IntMatrix; // [B, past + L] of 0/1; default all ones
+  positionIds?: IntMatrix; // [B, L]; default past..past+L−1 (the reference's plain forward)
+  pixelValuesImages?: tf.Tensor4D; // [N, 3, H, W]
+  pixelValuesVideos?: tf.Tensor5D; // [N, T, 3, H, W]
+  cache?: KVCache;
+  /** Return the decoder hidden states (index 0 = merged inputs_embeds). */
+  outputHiddenStates?: boolean;
+  outputAttentions?: boolean;
+  /** Return every hidden state of the vision towers (for parity reports). */
+  outputVisionHiddenStates?: boolean;
+  /** Compute logits only for the last n positions (0 = all). */
+  logitsToKeep?: number;
+}
+
+export interface VideoLlavaForwardOutput {
+  logits: tf.Tensor3D; // [B, L or logitsToKeep, vocab]
+  hiddenStates?: tf.Tensor3D[];
+  attentions?: tf.Tensor4D[];
+  /** Projected image features [N, tokens, D]. */
+  imageHiddenStates?: tf.Tensor3D;
+  /** Projected video features [N·T, positions, D]. */
+  videoHiddenStates?: tf.Tensor3D;
+  imageTowerHiddenStates?: Array<tf.Tensor3D | null>;
+  videoTowerHiddenStates?: Array<tf.Tensor3D | null>;
+}
+
+export function toRows(x: IntMatrix | undefined, argument: string): number[][] | undefined {
+  if (x === undefined) return undefined;
+  if (Array.isArray(x)) return x;
+  if (x.rank !== 2) throw new InputError(argument, `expected a 2-D [batch, length] tensor, found shape [${x.shape.join(', ')}]`);
+  return x.arraySync() as number[][];
+}
+
+export class VideoLlavaModel extends Module<[], never> {
+  readonly image_tower: ClipVisionModel;
+  readonly video_tower: ClipVisionModel;
+  readonly multi_modal_projector: VideoLlavaMultiModalProjector;
+  readonly language_model: LlamaModel;
+
+  constructor(readonly config: VideoLlavaConfig) {
+    super();
+    const vision = config.vision_config;
+    this.image_tower = this.addModule('image_tower', new ClipVisionModel(vision));
+    this.video_tower = this.addModule('video_tower', new ClipVisionModel(vision));
+    const inDim = vision.hidden_size * featureLayers(config).length;
+    this.multi_modal_projector = this.addModule(
+      'multi_modal_projector',
+      new VideoLlavaMultiModalProjector(inDim, config.text_config.hidden_size, config.projector_hidden_act, config.multimodal_projector_bias),
+    );
+    this.language_model = this.addModule('language_model', new LlamaModel(config.text_config));
+  }
+
+  forward(): never {
+    throw new Error('call VideoLlavaForConditionalGeneration.forward');
+  }
+
+  /** Hidden-state indices of the feature layers, as non-negative indices into hidden_states. */
+  private featureIndices(): number[] {
+    const n = this.config.vision_config.num_hidden_layers;
+    return featureLayers(this.config).map((k) => (k < 0 ? n + 1 + k : k));
+  }
+
+  private towerFeatures(
+    tower: ClipVisionModel,
+    pixels: tf.Tensor4D,
+    dropCls: boolean,
+    keepAll: boolean,
+  ): { features: tf.Tensor3D; towerStates?: Array<tf.Tensor3D | null> } {
+    const indices = this.featureIndices();
+    const numLayers = keepAll ? this.config.vision_config.num_hidden_layers : Math.max(...indices);
+    const { hiddenStates } = tower.call(pixels, { numLayers, keep: (i) => keepAll || indices.includes(i) });
+    const features = tf.tidy(() => {
+      const pool = indices.map((i) => {
+        const h = hiddenStates[i] as tf.Tensor3D;
+        return dropCls ? tf.slice(h, [0, 1, 0], [-1, -1, -1]) : h;
+      });
+      const selected = pool.length === 1 ? pool[0] : tf.concat(pool, -1);
+      return this.multi_modal_projector.call(selected) as tf.Tensor3D;
+    });
+    if (keepAll) return { features, towerStates: hiddenStates };
+    tf.dispose(hiddenStates.filter((h): h is tf.Tensor3D => h !== null));
+    return { features };
+  }
+
+  /** Projected image features [N, tokens, D]; CLS dropped under strategy "default". */
+  getImageFeatures(pixels: tf.Tensor4D, keepTowerStates = false) {
+    return this.towerFeatures(this.image_tower, pixels, this.config.vision_feature_select_strategy === 'default', keepTowerStates);
+  }
+
+  /** Projected video features [N·T, positions, D]; frames keep CLS whatever the strategy. */
+  getVideoFeatures(pixels: tf.Tensor5D, keepTowerStates = false) {
+    if (pixels.rank !== 5) {
+      throw new InputError('pixelValuesVideos', `expected [N, T, C, H, W], found [${pixels.shape.join(', ')}]`);
+    }
+    const [N, T, C, H, W] = pixels.shape;
+    const frames = tf.reshape(pixels, [N * T, C, H, W]) as tf.Tensor4D;
+    try {
+      return this.towerFeatures(this.video_tower, frames, false, keepTowerStates);
+    } finally {
+      frames.dispose();
+    }
+  }
+}
+
+export class VideoLlavaForConditionalGeneration extends Module<[VideoLlavaForwardInput], VideoLlavaForwardOutput> {
+  readonly model: VideoLlavaModel;
+  readonly lm_head: Linear;
+
+  constructor(readonly config: VideoLlavaConfig) {
+    super();
+    this.model = this.addModule('model', new VideoLlavaModel(config));
+    const text = config.text_config;
+    this.lm_head = this.addModule('lm_head', new Linear(text.hidden_size, text.vocab_size, false));
+  }
+
+  /** Loads config.json and the safetensors weights of a model directory. */
+  static async fromPretrained(dir: string, options: import('./loading').LoadOptions = {}): Promise<VideoLlavaForConditionalGeneration> {
+    const { loadVideoLlava } = await import('./loading');
+    return loadVideoLlava(dir, options);
+  }
+
+  forward(input: VideoLlavaForwardInput): VideoLlavaForwardOutput {
+    const ids = toRows(input.inputIds, 'inputIds');
+    if (!ids || ids.length === 0 || ids[0].length === 0) throw new InputError('inputIds', 'expected a non-empty [batch, length] matrix');
+    const lm = this.model.language_model;
+    lm.embed_tokens.checkIds(ids.flat());
+    const out: Partial<VideoLlavaForwardOutput> = {};
+    const keepTower = input.outputVisionHiddenStates ?? false;
+    const owned: tf.Tensor[] = [];
+    try {
+      let imageFeatures: tf.Tensor3D | null = null;
+      let videoFeatures: tf.Tensor3D | null = null;
+      if (input.pixelValuesImages) {
+        const r = this.model.getImageFeatures(input.pixelValuesImages, keepTower);
+        imageFeatures = r.features;
+        out.imageTowerHiddenStates = r.towerStates;
+      }
+      if (input.pixelValuesVideos) {
+        const r = this.model.getVideoFeatures(input.pixelValuesVideos, keepTower);
+        videoFeatures = r.features;
+        out.videoTowerHiddenStates = r.towerStates;
+      }
+      const tokenEmbeds = tf.tidy(() => lm.embed_tokens.call(tf.tensor2d(ids, undefined, 'int32')) as tf.Tensor3D);
+      owned.push(tokenEmbeds);
+      const embeds = mergePlaceholders(tokenEmbeds, ids, [
+        { tokenId: this.config.image_token_index, features: imageFeatures, argument: 'pixelValuesImages', kind: 'image' },
+        { tokenId: this.config.video_token_index, features: videoFeatures, argument: 'pixelValuesVideos', kind: 'video' },
+      ]);
+      owned.push(embeds);
+      const decoded = lm.call({
+        inputsEmbeds: embeds,
+        attentionMask: toRows(input.attentionMask, 'attentionMask'),
+        positionIds: toRows(input.positionIds, 'positionIds'),
+        cache: input.cache,
+        outputHiddenStates: input.outputHiddenStates,
+        outputAttentions: input.outputAttentions,
+      });
+      const keep = input.logitsToKeep ?? 0;
+      const h = decoded.lastHiddenState;
+      const L = h.shape[1];
+      const tail = keep > 0 && keep < L ? tf.slice(h, [0, L - keep, 0], [-1, keep, -1]) : h;
+      const logits = this.lm_head.call(tail) as tf.Tensor3D;
+      if (tail !== h) tail.dispose();
+      h.dispose();
+      if (imageFeatures) {
+        if (input.outputHiddenStates || keepTower) out.imageHiddenStates = imageFeatures;
+        else owned.push(imageFeatures);
+      }
+      if (videoFeatures) {
+        if (input.outputHiddenStates || keepTower) out.videoHiddenStates = videoFeatures;
+        else owned.push(videoFeatures);
+      }
+      return { ...out, logits, hiddenStates: decoded.hiddenStates, attentions: decoded.attentions };
+    } finally {
+      tf.dispose(owned);
+    }
+  }
+}
+
+/** Frees every tensor of a forward output. */
+export function disposeOutput(output: VideoLlavaForwardOutput): void {
+  const all: Array<tf.Tensor | null | undefined> = [
+    output.logits,
+    output.imageHiddenStates,
+    output.videoHiddenStates,
+    ...(output.hiddenStates ?? []),
+    ...(output.attentions ?? []),
+    ...(output.imageTowerHiddenStates ?? []),
+    ...(output.videoTowerHiddenStates ?? []),
+  ];
+  tf.dispose(all.filter((t): t is tf.Tensor => !!t));
+}
