@@ -1,0 +1,56 @@
+#!/usr/bin/env node
+/** The `video-llava` command. User mistakes print one line and exit 1; only internal bugs show a stack. */
+import { VideoLlavaError } from '../errors';
+import { FORWARD_HELP, forwardCommand } from './forward';
+
+const HELP = `video-llava — Video-LLaVA on TensorFlow.js
+
+Usage:
+  video-llava forward --model DIR --inputs IN.safetensors --out OUT.safetensors [--hidden-states]
+  video-llava <command> --help
+
+Commands:
+  forward      run one forward pass on tensors from a safetensors file, write logits (parity with Python)
+
+Every command takes --backend wasm|cpu|tensorflow (default wasm, or the VIDEO_LLAVA_BACKEND variable).
+`;
+
+type Command = (argv: string[], log: (line: string) => void) => Promise<void>;
+
+const COMMANDS: Record<string, { run: Command; help: string }> = {
+  forward: { run: forwardCommand, help: FORWARD_HELP },
+};
+
+export async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  const log = (line: string) => process.stdout.write(line.endsWith('\n') ? line : `${line}\n`);
+  if (!name || name === '--help' || name === '-h' || name === 'help') {
+    log(HELP);
+    return name ? 0 : 1;
+  }
+  const command = COMMANDS[name];
+  if (!command) {
+    process.stderr.write(`video-llava: unknown command "${name}"; run video-llava --help\n`);
+    return 1;
+  }
+  try {
+    await command.run(rest, log);
+    return 0;
+  } catch (e) {
+    if (e instanceof VideoLlavaError) {
+      process.stderr.write(`video-llava ${name}: ${e.message}\n`);
+      return 1;
+    }
+    throw e;
+  }
+}
+
+if (require.main === module) {
+  main(process.argv.slice(2)).then(
+    (code) => process.exit(code),
+    (e) => {
+      process.stderr.write(`video-llava: internal error: ${(e as Error).stack ?? e}\n`);
+      process.exit(2);
+    },
+  );
+}

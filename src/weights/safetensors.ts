@@ -1,0 +1,465 @@
+/**
+ * Reader and writer for the safetensors format:
+ *
+ *   [u64 LE: N] [N bytes: UTF-8 JSON header] [data section]
+ *
+ * The header maps each tensor name to {dtype, shape, data_offsets: [begin, end]} (offsets relative to
+ * the data section) and may hold "__metadata__" (string -> string). The reader validates the whole
+ * header at open, then reads each tensor by byte range, so a shard is never held in memory at once.
+ *
+ * Leniency: the Rust `safetensors` crate also demands that tensors tile the data section with no gap
+ * and no trailing bytes. We accept gaps and trailing bytes (they are harmless), but reject overlaps,
+ * out-of-range offsets and any size that disagrees with dtype x shape.
+ */
+import { randomBytes } from 'crypto';
+import { promises as fsp } from 'fs';
+import type { FileHandle } from 'fs/promises';
+import * as path from 'path';
+import * as tf from '@tensorflow/tfjs';
+import { SafetensorsError } from '../errors';
+import {
+  DType,
+  DTYPES,
+  TensorRef,
+  decodeFloat,
+  decodeInt32,
+  dtypeSize,
+  encodeBFloat16,
+  encodeFloat16,
+  isDType,
+  isFloatDType,
+} from './dtype';
+
+export interface TensorInfo {
+  name: string;
+  dtype: DType;
+  shape: number[];
+  /** Absolute position of the first byte in the file. */
+  byteOffset: number;
+  byteLength: number;
+}
+
+export interface OpenOptions {
+  /** Largest JSON header accepted, in bytes. Default 100 000 000, the limit of the Rust crate. */
+  maxHeaderBytes?: number;
+}
+
+const DEFAULT_MAX_HEADER_BYTES = 100_000_000;
+const METADATA_KEY = '__metadata__';
+/** Largest single read; Node refuses reads of 2 GiB or more. */
+const READ_CHUNK = 1 << 30;
+
+function describe(value: unknown): string {
+  if (value === undefined) return 'nothing';
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return `array ${JSON.stringify(value).slice(0, 80)}`;
+  if (typeof value === 'object') return 'object';
+  return `${typeof value} ${JSON.stringify(value)}`;
+}
+
+/** The message of an error, also for errors from another realm (which fail `instanceof Error`). */
+function message(err: unknown): string {
+  const text = (err as { message?: unknown } | null)?.message;
+  return typeof text === 'string' ? text : String(err);
+}
+
+/** Reads exactly `length` bytes at `position` into a fresh (so aligned) buffer. */
+async function readExact(handle: FileHandle, position: number, length: number, ref: TensorRef): Promise<Uint8Array> {
+  const out = new Uint8Array(length);
+  let done = 0;
+  while (done < length) {
+    const want = Math.min(READ_CHUNK, length - done);
+    const { bytesRead } = await handle.read(out, done, want, position + done);
+    if (bytesRead === 0) {
+      throw new SafetensorsError(
+        ref.file,
+        `unexpected end of file at byte ${position + done} while reading ${length} bytes at ${position} ` +
+          '(was the file changed after it was opened?)',
+        ref.tensor || undefined,
+      );
+    }
+    done += bytesRead;
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Header parsing
+
+interface Header {
+  metadata: Record<string, string>;
+  tensors: Map<string, TensorInfo>;
+}
+
+async function readHeader(handle: FileHandle, file: string, maxHeaderBytes: number): Promise<Header> {
+  const { size } = await handle.stat();
+  if (size < 8) {
+    throw new SafetensorsError(file, `file is ${size} bytes, shorter than the 8-byte header length prefix`);
+  }
+  const prefix = await readExact(handle, 0, 8, { file, tensor: '' });
+  const n = new DataView(prefix.buffer).getBigUint64(0, true);
+  if (n > BigInt(maxHeaderBytes)) {
+    throw new SafetensorsError(file, `header length ${n} exceeds the limit of ${maxHeaderBytes} bytes`);
+  }
+  const headerBytes = Number(n);
+  if (8 + headerBytes > size) {
+    throw new SafetensorsError(file, `header length ${headerBytes} runs past the end of the file (${size} bytes)`);
+  }
+  const json = parseHeaderJson(await readExact(handle, 8, headerBytes, { file, tensor: '' }), file);
+  const dataStart = 8 + headerBytes;
+  return parseHeaderObject(json, file, dataStart, size - dataStart);
+}
+
+function parseHeaderJson(bytes: Uint8Array, file: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+  } catch {
+    throw new SafetensorsError(file, 'header is not valid UTF-8');
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (err) {
+    throw new SafetensorsError(file, `header is not valid JSON: ${message(err)}`);
+  }
+  if (typeof json !== 'object' || json === null || Array.isArray(json)) {
+    throw new SafetensorsError(file, `header must be a JSON object, found ${describe(json)}`);
+  }
+  return json as Record<string, unknown>;
+}
+
+function parseHeaderObject(json: Record<string, unknown>, file: string, dataStart: number, dataSize: number): Header {
+  const tensors = new Map<string, TensorInfo>();
+  let metadata: Record<string, string> = Object.freeze({});
+  for (const [name, value] of Object.entries(json)) {
+    if (name === METADATA_KEY) metadata = parseMetadata(value, file);
+    else tensors.set(name, parseEntry(name, value, file, dataStart, dataSize));
+  }
+  checkNoOverlap([...tensors.values()], file);
+  return { metadata, tensors };
+}
+
+function parseMetadata(value: unknown, file: string): Record<string, string> {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new SafetensorsError(file, `"${METADATA_KEY}" must be an object of strings, found ${describe(value)}`);
+  }
+  const out: Record<string, string> = Object.create(null);
+  for (const [key, v] of Object.entries(value)) {
+    if (typeof v !== 'string') {
+      throw new SafetensorsError(file, `"${METADATA_KEY}" value for "${key}" must be a string, found ${describe(v)}`);
+    }
+    out[key] = v;
+  }
+  return Object.freeze(out);
+}
+
+function isIndex(v: unknown): v is number {
+  return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+}
+
+function parseEntry(name: string, value: unknown, file: string, dataStart: number, dataSize: number): TensorInfo {
+  const fail = (msg: string): SafetensorsError => new SafetensorsError(file, msg, name);
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw fail(`entry must be an object with dtype, shape and data_offsets, found ${describe(value)}`);
+  }
+  const { dtype, shape, data_offsets: offsets } = value as Record<string, unknown>;
+  if (!isDType(dtype)) {
+    throw fail(`dtype must be one of ${DTYPES.join(', ')}; found ${describe(dtype)}`);
+  }
+  if (!Array.isArray(shape) || !shape.every(isIndex)) {
+    throw fail(`shape must be an array of non-negative integers, found ${describe(shape)}`);
+  }
+  if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every(isIndex)) {
+    throw fail(`data_offsets must be [begin, end] with non-negative integers, found ${describe(offsets)}`);
+  }
+  const [begin, end] = offsets as number[];
+  if (end < begin) throw fail(`data_offsets [${begin}, ${end}] end before they begin`);
+  if (end > dataSize) {
+    throw fail(
+      `data_offsets [${begin}, ${end}] run past the data section (${dataSize} bytes): ` +
+        'the file is truncated or the offsets are wrong',
+    );
+  }
+  checkByteLength(shape as number[], dtype, end - begin, fail);
+  const frozenShape = Object.freeze([...shape]) as number[];
+  return Object.freeze({ name, dtype, shape: frozenShape, byteOffset: dataStart + begin, byteLength: end - begin });
+}
+
+function checkByteLength(shape: number[], dtype: DType, byteLength: number, fail: (m: string) => Error): void {
+  // Safe integers only: a huge shape must not wrap around to a plausible size.
+  let expected = dtypeSize(dtype);
+  for (const dim of shape) {
+    expected *= dim;
+    if (!Number.isSafeInteger(expected)) throw fail(`shape [${shape}] of ${dtype} is too large`);
+  }
+  if (expected !== byteLength) {
+    throw fail(`shape [${shape}] of ${dtype} needs ${expected} bytes but data_offsets span ${byteLength}`);
+  }
+}
+
+function checkNoOverlap(infos: TensorInfo[], file: string): void {
+  const sorted = [...infos].sort((a, b) => a.byteOffset - b.byteOffset || a.byteLength - b.byteLength);
+  for (let i = 1; i < sorted.length; i++) {
+    const prev = sorted[i - 1];
+    const cur = sorted[i];
+    if (cur.byteOffset < prev.byteOffset + prev.byteLength) {
+      throw new SafetensorsError(file, `byte range overlaps the one of tensor "${prev.name}"`, cur.name);
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Reader
+
+export class SafetensorsFile {
+  private handle: FileHandle | null;
+
+  private constructor(
+    readonly path: string,
+    handle: FileHandle,
+    readonly metadata: Readonly<Record<string, string>>,
+    readonly tensors: ReadonlyMap<string, TensorInfo>,
+  ) {
+    this.handle = handle;
+  }
+
+  /** Opens `file` and validates its whole header; tensor data is read later, one tensor at a time. */
+  static async open(file: string, opts: OpenOptions = {}): Promise<SafetensorsFile> {
+    let handle: FileHandle;
+    try {
+      handle = await fsp.open(file, 'r');
+    } catch (err) {
+      throw new SafetensorsError(file, `cannot open: ${message(err)}`);
+    }
+    try {
+      const header = await readHeader(handle, file, opts.maxHeaderBytes ?? DEFAULT_MAX_HEADER_BYTES);
+      return new SafetensorsFile(file, handle, header.metadata, header.tensors);
+    } catch (err) {
+      await handle.close();
+      throw err;
+    }
+  }
+
+  /** Tensor names, sorted. */
+  keys(): string[] {
+    return [...this.tensors.keys()].sort();
+  }
+
+  has(name: string): boolean {
+    return this.tensors.has(name);
+  }
+
+  info(name: string): TensorInfo {
+    const info = this.tensors.get(name);
+    if (!info) throw new SafetensorsError(this.path, `no tensor named "${name}" in this file`, name);
+    return info;
+  }
+
+  /** The raw little-endian bytes of one tensor. */
+  async readBytes(name: string): Promise<Uint8Array> {
+    const info = this.info(name);
+    if (!this.handle) throw new SafetensorsError(this.path, 'file is closed', name);
+    return readExact(this.handle, info.byteOffset, info.byteLength, { file: this.path, tensor: name });
+  }
+
+  /** A float tensor widened to float32 (F64 rounded to nearest). Integer tensors are refused. */
+  async readFloat32(name: string): Promise<Float32Array> {
+    const { dtype } = this.info(name);
+    return decodeFloat(dtype, await this.readBytes(name), { file: this.path, tensor: name });
+  }
+
+  /** An integer or BOOL tensor as int32; throws if a value does not fit. Float tensors are refused. */
+  async readInt32(name: string): Promise<Int32Array> {
+    const { dtype } = this.info(name);
+    return decodeInt32(dtype, await this.readBytes(name), { file: this.path, tensor: name });
+  }
+
+  /** Float dtypes become a float32 tensor, integer and BOOL dtypes an int32 tensor. Caller disposes it. */
+  async readTensor(name: string): Promise<tf.Tensor> {
+    const { dtype, shape } = this.info(name);
+    if (isFloatDType(dtype)) return tf.tensor(await this.readFloat32(name), [...shape], 'float32');
+    return tf.tensor(await this.readInt32(name), [...shape], 'int32');
+  }
+
+  /** Closes the file handle. Safe to call twice. */
+  async close(): Promise<void> {
+    const handle = this.handle;
+    this.handle = null;
+    if (handle) await handle.close();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Writer
+
+/**
+ * One tensor to write. `data` holds the elements in the dtype's own layout (any view of the right
+ * byte length), with two conveniences: F16/BF16 accept a Float32Array (rounded to nearest-even), and
+ * I64 accepts an Int32Array (sign-extended).
+ */
+export interface TensorEntry {
+  name: string;
+  dtype: DType;
+  shape: number[];
+  data: ArrayBufferView;
+}
+
+interface PendingTensor {
+  name: string;
+  dtype: DType;
+  shape: number[];
+  byteLength: number;
+  bytes: () => Promise<Uint8Array>;
+}
+
+/** The Rust crate's dtype order (increasing alignment); files list tensors by decreasing alignment. */
+const WRITE_ORDER: readonly DType[] = [
+  'BOOL', 'U8', 'I8', 'F8_E5M2', 'F8_E4M3', 'I16', 'U16', 'F16', 'BF16', 'I32', 'U32', 'F32', 'F64', 'I64', 'U64',
+];
+
+const TF_DTYPES: Readonly<Record<string, DType>> = { float32: 'F32', int32: 'I32', bool: 'BOOL' };
+
+function byteLengthOf(file: string, name: string, dtype: DType, shape: number[]): number {
+  if (!Array.isArray(shape) || !shape.every(isIndex)) {
+    throw new SafetensorsError(file, `shape must be non-negative integers, found ${describe(shape)}`, name);
+  }
+  const length = shape.reduce((a, b) => a * b, dtypeSize(dtype));
+  if (!Number.isSafeInteger(length)) throw new SafetensorsError(file, `shape [${shape}] is too large`, name);
+  return length;
+}
+
+function entryBytes(entry: TensorEntry): Uint8Array {
+  let data = entry.data;
+  if (entry.dtype === 'F16' && data instanceof Float32Array) data = encodeFloat16(data);
+  else if (entry.dtype === 'BF16' && data instanceof Float32Array) data = encodeBFloat16(data);
+  else if (entry.dtype === 'I64' && data instanceof Int32Array) data = BigInt64Array.from(data, (v) => BigInt(v));
+  return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+}
+
+function fromEntries(file: string, entries: TensorEntry[]): PendingTensor[] {
+  return entries.map((entry) => {
+    const { name, dtype, shape } = entry;
+    if (!isDType(dtype)) throw new SafetensorsError(file, `unknown dtype ${describe(dtype)}`, name);
+    const byteLength = byteLengthOf(file, name, dtype, shape);
+    const bytes = entryBytes(entry);
+    if (bytes.byteLength !== byteLength) {
+      throw new SafetensorsError(
+        file,
+        `data has ${bytes.byteLength} bytes but shape [${shape}] of ${dtype} needs ${byteLength}`,
+        name,
+      );
+    }
+    return { name, dtype, shape: [...shape], byteLength, bytes: async () => bytes };
+  });
+}
+
+function fromTfTensors(file: string, tensors: Record<string, tf.Tensor>): PendingTensor[] {
+  return Object.entries(tensors).map(([name, t]) => {
+    const dtype = TF_DTYPES[t.dtype];
+    if (!dtype) throw new SafetensorsError(file, `cannot write a tf.Tensor of dtype ${t.dtype}`, name);
+    const byteLength = byteLengthOf(file, name, dtype, t.shape);
+    const bytes = async (): Promise<Uint8Array> => {
+      const data = (await t.data()) as Float32Array | Int32Array | Uint8Array;
+      return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+    };
+    return { name, dtype, shape: [...t.shape], byteLength, bytes };
+  });
+}
+
+/** Python's order: decreasing dtype alignment, then name by UTF-8 bytes. */
+function sortForWriting(tensors: PendingTensor[]): PendingTensor[] {
+  return [...tensors].sort(
+    (a, b) =>
+      WRITE_ORDER.indexOf(b.dtype) - WRITE_ORDER.indexOf(a.dtype) ||
+      Buffer.compare(Buffer.from(a.name, 'utf8'), Buffer.from(b.name, 'utf8')),
+  );
+}
+
+function checkNames(file: string, tensors: PendingTensor[]): void {
+  const seen = new Set<string>();
+  for (const { name } of tensors) {
+    if (name === METADATA_KEY) throw new SafetensorsError(file, `"${METADATA_KEY}" is reserved`, name);
+    if (seen.has(name)) throw new SafetensorsError(file, 'tensor name appears twice', name);
+    seen.add(name);
+  }
+}
+
+/** JSON object text with keys in the given order (a JS object would move integer-like keys first). */
+function jsonObject(entries: Array<[string, string]>): string {
+  return `{${entries.map(([key, valueJson]) => `${JSON.stringify(key)}:${valueJson}`).join(',')}}`;
+}
+
+/** Header JSON as the Python library writes it, padded with spaces to a multiple of 8 bytes. */
+function buildHeader(file: string, tensors: PendingTensor[], metadata?: Record<string, string>): Uint8Array {
+  const entries: Array<[string, string]> = [];
+  if (metadata) {
+    for (const [k, v] of Object.entries(metadata)) {
+      if (typeof v !== 'string') {
+        throw new SafetensorsError(file, `metadata "${k}" must be a string, found ${describe(v)}`);
+      }
+    }
+    entries.push([METADATA_KEY, jsonObject(Object.entries(metadata).map(([k, v]) => [k, JSON.stringify(v)]))]);
+  }
+  let offset = 0;
+  for (const t of tensors) {
+    const offsets = `[${offset},${offset + t.byteLength}]`;
+    entries.push([t.name, `{"dtype":"${t.dtype}","shape":[${t.shape.join(',')}],"data_offsets":${offsets}}`]);
+    offset += t.byteLength;
+  }
+  const json = Buffer.from(jsonObject(entries), 'utf8');
+  const padded = Buffer.alloc(Math.ceil(json.length / 8) * 8, 0x20);
+  json.copy(padded);
+  return padded;
+}
+
+async function writeAll(handle: FileHandle, bytes: Uint8Array): Promise<void> {
+  let done = 0;
+  while (done < bytes.byteLength) {
+    const { bytesWritten } = await handle.write(bytes, done, Math.min(READ_CHUNK, bytes.byteLength - done));
+    done += bytesWritten;
+  }
+}
+
+/** Writes through a temporary file in the same directory and renames it, so no partial file is seen. */
+async function writeAtomically(file: string, write: (handle: FileHandle) => Promise<void>): Promise<void> {
+  const suffix = `${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
+  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${suffix}`);
+  let handle: FileHandle | null = null;
+  try {
+    handle = await fsp.open(tmp, 'wx');
+    await write(handle);
+    await handle.sync();
+    await handle.close();
+    handle = null;
+    await fsp.rename(tmp, file);
+  } catch (err) {
+    if (handle) await handle.close().catch(() => undefined);
+    await fsp.rm(tmp, { force: true }).catch(() => undefined);
+    if (err instanceof SafetensorsError) throw err;
+    throw new SafetensorsError(file, `cannot write: ${message(err)}`);
+  }
+}
+
+/**
+ * Writes a safetensors file byte-identical to what the Python library writes for the same tensors:
+ * tensors ordered by decreasing dtype alignment then name, contiguous offsets, header padded with
+ * spaces to 8 bytes. tf.Tensor values are written as F32 (float32), I32 (int32) or BOOL (bool); use
+ * the array form for other dtypes (F16, BF16, I64, ...).
+ */
+export async function writeSafetensors(
+  file: string,
+  tensors: TensorEntry[] | Record<string, tf.Tensor>,
+  metadata?: Record<string, string>,
+): Promise<void> {
+  const pending = sortForWriting(Array.isArray(tensors) ? fromEntries(file, tensors) : fromTfTensors(file, tensors));
+  checkNames(file, pending);
+  const header = buildHeader(file, pending, metadata);
+  const prefix = new Uint8Array(8);
+  new DataView(prefix.buffer).setBigUint64(0, BigInt(header.byteLength), true);
+  await writeAtomically(file, async (handle) => {
+    await writeAll(handle, prefix);
+    await writeAll(handle, header);
+    for (const t of pending) await writeAll(handle, await t.bytes());
+  });
+}
