@@ -2,15 +2,18 @@
 /** The `video-llava` command. User mistakes print one line and exit 1; only internal bugs show a stack. */
 import { VideoLlavaError } from '../errors';
 import { FORWARD_HELP, forwardCommand } from './forward';
+import { PARITY_HELP, parityCommand } from './parity';
 
 const HELP = `video-llava — Video-LLaVA on TensorFlow.js
 
 Usage:
   video-llava forward --model DIR --inputs IN.safetensors --out OUT.safetensors [--hidden-states]
+  video-llava parity [--fixtures DIR] [--model NAME]
   video-llava <command> --help
 
 Commands:
   forward      run one forward pass on tensors from a safetensors file, write logits (parity with Python)
+  parity       per-stage max differences from Python on the reference fixtures
 
 Every command takes --backend wasm|cpu|tensorflow (default wasm, or the VIDEO_LLAVA_BACKEND variable).
 `;
@@ -19,6 +22,7 @@ type Command = (argv: string[], log: (line: string) => void) => Promise<void>;
 
 const COMMANDS: Record<string, { run: Command; help: string }> = {
   forward: { run: forwardCommand, help: FORWARD_HELP },
+  parity: { run: parityCommand, help: PARITY_HELP },
 };
 
 export async function main(argv: string[]): Promise<number> {
