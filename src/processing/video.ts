@@ -1,0 +1,326 @@
+/**
+ * Video decoding and frame sampling, matching the Hugging Face Video-LLaVA recipe:
+ *
+ *   indices = np.arange(0, total, total / 8).astype(int)
+ *   for i, frame in enumerate(container.decode(video=0)): keep it if i in indices
+ *   frame.to_ndarray(format="rgb24")
+ *
+ * Decoding runs the ffmpeg executable (see ./ffmpeg.ts) in two passes:
+ *   1. count the frames by decoding the whole stream into 1x1 grey pixels (one byte per frame), since
+ *      a container's frame count can lie;
+ *   2. decode again, let ffmpeg's `select` filter pass only the chosen frame numbers, convert them to RGB24
+ *      and stop after the last one, so only the kept frames are ever converted or held at full size.
+ * On 8-bit material (yuv420p/422p/444p in either range, BT.601/709/2020, RGB codecs, GIF) the RGB24 pixels
+ * equal PyAV's `to_ndarray(format="rgb24")` exactly; for 10-bit sources they do not (see the tests).
+ */
+import * as fs from 'fs';
+import * as path from 'path';
+import { InputError, MediaError } from '../errors';
+import { locateFfmpeg, runProcess, type FfmpegBinary } from './ffmpeg';
+
+export interface VideoInfo {
+  width: number;
+  height: number;
+  /** round(duration × fps) from the container; an estimate that may be wrong. readVideoFrames counts. */
+  frameCountHint?: number;
+  fps?: number;
+  durationSec?: number;
+  /** Codec name as ffmpeg prints it, e.g. `h264`. */
+  codec?: string;
+}
+
+export interface ReadVideoOptions {
+  /** How many frames to sample uniformly (default 8); ignored when `indices` is given. */
+  numFrames?: number;
+  /** Explicit frame numbers (0-based, in decode order) instead of uniform sampling. */
+  indices?: readonly number[];
+  /** Limit for the whole call, all ffmpeg runs together (default 120 000 ms). */
+  timeoutMs?: number;
+  signal?: AbortSignal;
+  /** Limit on decoded RGB bytes held at once (default 1 GiB). */
+  maxBytes?: number;
+}
+
+export interface VideoFrames {
+  /** One RGB24 image per kept frame, row-major [height, width, 3]. */
+  frames: Uint8Array[];
+  width: number;
+  height: number;
+  /** The frame number of each entry of `frames`: each wanted index once, ascending, as read_video_pyav. */
+  indices: number[];
+  /** The indices asked for: `options.indices`, or sampleFrameIndices(totalFrames, numFrames). */
+  sampledIndices: number[];
+  /** Frames actually decoded from the first video stream. */
+  totalFrames: number;
+}
+
+const DEFAULT_TIMEOUT_MS = 120_000;
+// Linux caps one command-line argument at 128 KiB.
+const MAX_SELECT_CHARS = 100_000;
+
+/**
+ * numpy's `np.arange(0, total, total / numFrames).astype(int)`, reproduced exactly: the length is
+ * ceil(total / step) in float64, so rounding can give numFrames + 1 entries whose last equals total - 1 or
+ * even total (e.g. total 17, numFrames 7). When total < numFrames, indices repeat.
+ */
+export function sampleFrameIndices(total: number, numFrames = 8): number[] {
+  if (!Number.isSafeInteger(total) || total < 1) {
+    throw new InputError('total', `expected a positive integer frame count, got ${total}`);
+  }
+  if (!Number.isSafeInteger(numFrames) || numFrames < 1) {
+    throw new InputError('numFrames', `expected a positive integer, got ${numFrames}`);
+  }
+  const step = total / numFrames;
+  const length = Math.ceil(total / step);
+  const out = new Array<number>(length);
+  for (let i = 0; i < length; i++) out[i] = Math.trunc(i * step); // numpy fills start + i * step
+  return out;
+}
+
+/** Check the path is a readable, non-empty regular file; ffmpeg gets it as `file:<absolute path>`. */
+function checkFile(file: string): string {
+  let stat: fs.Stats;
+  try {
+    stat = fs.statSync(file);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new MediaError(file, code === 'ENOENT' ? 'file not found' : `cannot read file: ${(err as Error).message}`);
+  }
+  if (!stat.isFile()) throw new MediaError(file, 'not a regular file');
+  if (stat.size === 0) throw new MediaError(file, 'file is empty (0 bytes), not a video');
+  // "file:" stops ffmpeg from reading a name like "a:b.mp4" as a protocol.
+  return `file:${path.resolve(file)}`;
+}
+
+/** The last meaningful stderr lines, for error messages. */
+function stderrTail(stderr: string, lines = 3): string {
+  const kept = stderr
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l && !l.startsWith('Press [q]') && !l.startsWith('frame='));
+  return kept.slice(-lines).join(' | ') || '(no message)';
+}
+
+function failureMessage(stderr: string): string {
+  if (/matches no streams/.test(stderr)) return 'contains no video stream';
+  if (/Invalid data found when processing input/.test(stderr)) {
+    return `not a video ffmpeg can read (${stderrTail(stderr, 1)})`;
+  }
+  return `ffmpeg could not decode it: ${stderrTail(stderr)}`;
+}
+
+/** Width, height and container hints of the first video stream, from `ffmpeg -i` (no decoding). */
+export async function probeVideo(file: string, options: { timeoutMs?: number; signal?: AbortSignal } = {}): Promise<VideoInfo> {
+  const input = checkFile(file);
+  const ffmpeg = await locateFfmpeg();
+  const args = ['-nostdin', '-hide_banner', '-protocol_whitelist', 'file', '-i', input];
+  const { stderr } = await runProcess(ffmpeg.path, args, {
+    timeoutMs: options.timeoutMs ?? 30_000,
+    signal: options.signal,
+    source: file,
+  });
+  if (!/^Input #0/m.test(stderr)) throw new MediaError(file, failureMessage(stderr));
+  checkInputFormat(file, stderr);
+  const info = parseProbe(stderr);
+  if (!info) throw new MediaError(file, 'contains no video stream');
+  return info;
+}
+
+/** Parse the `Input #0` section that `ffmpeg -i` prints. Exported for tests. */
+export function parseProbe(stderr: string): VideoInfo | undefined {
+  // e.g. "    Stream #0:0(und): Video: h264 (High) (avc1 / 0x31637661), yuv420p(tv, bt709), 64x32 [SAR 1:1 DAR 2:1], 10 fps, ..."
+  const stream = /^\s*Stream #0:\d+.*?: Video: (.*)$/m.exec(stderr);
+  if (!stream) return undefined;
+  const desc = stream[1];
+  const size = /(?:^|[\s,])(\d+)x(\d+)(?=[\s,[]|$)/.exec(desc);
+  if (!size) return undefined;
+  const info: VideoInfo = { width: Number(size[1]), height: Number(size[2]), codec: desc.split(/[\s,]/)[0] };
+  const fps = /([\d.]+)(k?) fps/.exec(desc) ?? /([\d.]+)(k?) tbr/.exec(desc);
+  if (fps) info.fps = Number(fps[1]) * (fps[2] ? 1000 : 1);
+  const duration = /Duration: (\d+):(\d\d):(\d\d(?:\.\d+)?)/.exec(stderr);
+  if (duration) info.durationSec = Number(duration[1]) * 3600 + Number(duration[2]) * 60 + Number(duration[3]);
+  if (info.fps && info.durationSec !== undefined) info.frameCountHint = Math.round(info.fps * info.durationSec);
+  return info;
+}
+
+interface Deadline {
+  remaining(file: string): number;
+}
+
+function deadline(timeoutMs: number): Deadline {
+  const end = Date.now() + timeoutMs;
+  return {
+    remaining(file) {
+      const left = end - Date.now();
+      if (left <= 0) throw new MediaError(file, `reading the video took longer than ${timeoutMs} ms (timeout)`);
+      return left;
+    },
+  };
+}
+
+// Arguments shared by both passes: first video stream only, no rotation (PyAV does not rotate), every
+// decoded frame passed through once (no frame-rate duplication or dropping).
+// Nested inputs (playlists, concat lists) may only open local files.
+function decodeArgs(ffmpeg: FfmpegBinary, input: string, logLevel = 'error', inputOptions: string[] = []): string[] {
+  const sync = ffmpeg.hasFpsMode ? ['-fps_mode', 'passthrough'] : ['-vsync', 'passthrough'];
+  return [
+    ...['-nostdin', '-hide_banner', '-loglevel', logLevel, '-noautorotate', '-protocol_whitelist', 'file'],
+    ...inputOptions,
+    ...['-i', input, '-map', '0:v:0', ...sync],
+  ];
+}
+
+/** Older ffmpeg builds read any *.txt as "tty" (ANSI art) video, which PyAV's FFmpeg rejects. */
+function checkInputFormat(file: string, stderr: string): void {
+  const format = /^Input #0, ([^,]+),/m.exec(stderr)?.[1];
+  if (format === 'tty') throw new MediaError(file, 'a text file (ffmpeg reads it as ANSI art), not a video');
+}
+
+/** Number of frames the first video stream decodes to (decodes everything, keeps one grey pixel each). */
+export async function countVideoFrames(file: string, options: { timeoutMs?: number; signal?: AbortSignal } = {}): Promise<number> {
+  const input = checkFile(file);
+  const ffmpeg = await locateFfmpeg();
+  return countFrames(ffmpeg, file, input, options.timeoutMs ?? DEFAULT_TIMEOUT_MS, options.signal);
+}
+
+async function countFrames(ffmpeg: FfmpegBinary, file: string, input: string, timeoutMs: number, signal?: AbortSignal): Promise<number> {
+  let count = 0;
+  // Log level info (without progress lines) so that the input format name is printed. Skipping the
+  // deblocking filter changes pixels only, never how many frames come out, and saves about a quarter.
+  const args = [
+    ...decodeArgs(ffmpeg, input, 'info', ['-skip_loop_filter', 'all']),
+    ...['-nostats', '-vf', 'scale=1:1:flags=neighbor,format=gray', '-f', 'rawvideo', 'pipe:1'],
+  ];
+  const { code, stderr } = await runProcess(ffmpeg.path, args, {
+    timeoutMs,
+    signal,
+    source: file,
+    maxStdoutBytes: Number.MAX_SAFE_INTEGER,
+    onStdout: (chunk) => {
+      count += chunk.length;
+    },
+  });
+  checkInputFormat(file, stderr);
+  if (code !== 0) throw new MediaError(file, failureMessage(stderr));
+  return count;
+}
+
+/** ffmpeg `select` expression keeping the given sorted frame numbers, runs collapsed to between(). */
+function selectExpression(sorted: readonly number[]): string {
+  const terms: string[] = [];
+  for (let i = 0; i < sorted.length; ) {
+    let j = i;
+    while (j + 1 < sorted.length && sorted[j + 1] === sorted[j] + 1) j++;
+    // Commas are escaped: unescaped they would separate filters in the filtergraph.
+    terms.push(i === j ? `eq(n\\,${sorted[i]})` : `between(n\\,${sorted[i]}\\,${sorted[j]})`);
+    i = j + 1;
+  }
+  return terms.join('+');
+}
+
+interface PpmImage {
+  width: number;
+  height: number;
+  data: Uint8Array;
+}
+
+/** Split ffmpeg's image2pipe PPM stream ("P6\n<w> <h>\n255\n" + RGB bytes, repeated). */
+function parsePpmStream(file: string, bytes: Buffer): PpmImage[] {
+  const images: PpmImage[] = [];
+  let pos = 0;
+  const token = (): string => {
+    while (pos < bytes.length && /\s/.test(String.fromCharCode(bytes[pos]))) pos++;
+    const start = pos;
+    while (pos < bytes.length && !/\s/.test(String.fromCharCode(bytes[pos]))) pos++;
+    return bytes.toString('latin1', start, pos);
+  };
+  while (pos < bytes.length) {
+    const magic = token();
+    const width = Number(token());
+    const height = Number(token());
+    const maxval = token();
+    pos++; // the single whitespace byte after maxval
+    const size = width * height * 3;
+    if (magic !== 'P6' || maxval !== '255' || !(width > 0 && height > 0) || pos + size > bytes.length) {
+      throw new MediaError(file, `unexpected RGB output from ffmpeg at byte ${pos} (header "${magic} ${width} ${height} ${maxval}")`);
+    }
+    // A copy: stdout may sit in Node's shared buffer pool, which a view would expose.
+    images.push({ width, height, data: new Uint8Array(bytes.subarray(pos, pos + size)) });
+    pos += size;
+  }
+  return images;
+}
+
+function checkIndices(indices: readonly number[]): number[] {
+  if (indices.length === 0) throw new InputError('indices', 'expected at least one frame index, got an empty list');
+  for (const i of indices) {
+    if (!Number.isSafeInteger(i) || i < 0) {
+      throw new InputError('indices', `expected non-negative integer frame numbers, got ${i}`);
+    }
+  }
+  return [...indices];
+}
+
+/**
+ * Decode the sampled frames of a video as RGB24, the way the Hugging Face docs' `read_video_pyav` does:
+ * frames are numbered in decode order over the first video stream; every frame whose number is in the
+ * index list is kept once, in ascending order. Indices past the end are skipped as in read_video_pyav
+ * (numpy's arange can yield `total` itself); when total < numFrames indices repeat and fewer frames return.
+ */
+export async function readVideoFrames(file: string, options: ReadVideoOptions = {}): Promise<VideoFrames> {
+  const numFrames = options.numFrames ?? 8;
+  if (options.indices === undefined && (!Number.isSafeInteger(numFrames) || numFrames < 1)) {
+    throw new InputError('numFrames', `expected a positive integer, got ${numFrames}`);
+  }
+  const explicit = options.indices === undefined ? undefined : checkIndices(options.indices);
+  const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  const input = checkFile(file);
+  const ffmpeg = await locateFfmpeg();
+  const clock = deadline(timeoutMs);
+
+  const totalFrames = await countFrames(ffmpeg, file, input, clock.remaining(file), options.signal);
+  if (totalFrames === 0) throw new MediaError(file, 'the video stream has no decodable frames (0 frames)');
+
+  const sampledIndices = explicit ?? sampleFrameIndices(totalFrames, numFrames);
+  const wanted = [...new Set(sampledIndices)].filter((i) => i < totalFrames).sort((a, b) => a - b);
+  if (wanted.length === 0) {
+    throw new InputError('indices', `every index is past the last frame (the video has ${totalFrames} frames, 0..${totalFrames - 1})`);
+  }
+
+  const select = selectExpression(wanted);
+  if (select.length > MAX_SELECT_CHARS) {
+    throw new InputError('indices', `${wanted.length} scattered indices make too long an ffmpeg command; ask for fewer`);
+  }
+  const args = [
+    ...decodeArgs(ffmpeg, input),
+    '-vf',
+    `select=${select}`,
+    '-frames:v',
+    String(wanted.length), // stop decoding after the last wanted frame
+    '-pix_fmt',
+    'rgb24',
+    '-f',
+    'image2pipe',
+    '-c:v',
+    'ppm',
+    'pipe:1',
+  ];
+  const { code, stdout, stderr } = await runProcess(ffmpeg.path, args, {
+    timeoutMs: clock.remaining(file),
+    signal: options.signal,
+    source: file,
+    maxStdoutBytes: options.maxBytes,
+  });
+  if (code !== 0) throw new MediaError(file, failureMessage(stderr));
+
+  const images = parsePpmStream(file, stdout);
+  if (images.length !== wanted.length) {
+    throw new MediaError(file, `expected ${wanted.length} frames from the second decoding pass, got ${images.length} (did the file change?)`);
+  }
+  const { width, height } = images[0];
+  const odd = images.find((im) => im.width !== width || im.height !== height);
+  if (odd) {
+    throw new MediaError(file, `frame size changes mid-stream (${width}x${height}, then ${odd.width}x${odd.height}); not supported`);
+  }
+  return { frames: images.map((im) => im.data), width, height, indices: wanted, sampledIndices, totalFrames };
+}
