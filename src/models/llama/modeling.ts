@@ -4,7 +4,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { InputError } from '../../errors';
-import { KVCache } from '../../generation/cache';
+import { KVCache, blockAttention } from '../../generation/cache';
 import { MASK_MIN, mergeHeads, scaledDotProductAttention, splitHeads } from '../../layers/attention';
 import { Embedding } from '../../layers/embedding';
 import { Linear } from '../../layers/linear';
@@ -52,10 +52,11 @@ export class LlamaAttention extends Module<[tf.Tensor3D, DecoderContext], tf.Ten
   forward(x: tf.Tensor3D, ctx: DecoderContext): tf.Tensor3D {
     return tf.tidy(() => {
       const q = applyRotary(splitHeads(this.q_proj.call(x), this.heads), ctx.cos, ctx.sin) as tf.Tensor4D;
-      let k = applyRotary(splitHeads(this.k_proj.call(x), this.kvHeads), ctx.cos, ctx.sin) as tf.Tensor4D;
-      let v = splitHeads(this.v_proj.call(x), this.kvHeads);
-      if (ctx.cache) ({ k, v } = ctx.cache.update(this.layerIndex, k, v));
-      const { output, probs } = scaledDotProductAttention(q, k, v, this.scale, ctx.mask, ctx.outputAttentions);
+      const k = applyRotary(splitHeads(this.k_proj.call(x), this.kvHeads), ctx.cos, ctx.sin) as tf.Tensor4D;
+      const v = splitHeads(this.v_proj.call(x), this.kvHeads);
+      const { output, probs } = ctx.cache
+        ? blockAttention(q, ctx.cache.update(this.layerIndex, k, v), this.scale, ctx.mask, ctx.outputAttentions)
+        : scaledDotProductAttention(q, k, v, this.scale, ctx.mask, ctx.outputAttentions);
       if (probs) ctx.attentions?.push(tf.keep(probs));
       return this.o_proj.call(mergeHeads(output)) as tf.Tensor3D;
     });

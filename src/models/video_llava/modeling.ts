@@ -1,7 +1,7 @@
 /**
  * VideoLlavaForConditionalGeneration: two CLIP towers, a shared projector, a Llama decoder and an
  * untied LM head. Module paths follow the current transformers layout:
- *   model.image_tower.vision_model.*   model.video_tower.vision_model.*
+ *   model.image_tower.*                model.video_tower.*
  *   model.multi_modal_projector.*      model.language_model.*            lm_head.*
  */
 import * as tf from '@tensorflow/tfjs';
@@ -156,11 +156,13 @@ export class VideoLlavaForConditionalGeneration extends Module<[VideoLlavaForwar
         const r = this.model.getImageFeatures(input.pixelValuesImages, keepTower);
         imageFeatures = r.features;
         out.imageTowerHiddenStates = r.towerStates;
+        owned.push(imageFeatures, ...liveTensors(r.towerStates));
       }
       if (input.pixelValuesVideos) {
         const r = this.model.getVideoFeatures(input.pixelValuesVideos, keepTower);
         videoFeatures = r.features;
         out.videoTowerHiddenStates = r.towerStates;
+        owned.push(videoFeatures, ...liveTensors(r.towerStates));
       }
       const tokenEmbeds = tf.tidy(() => lm.embed_tokens.call(tf.tensor2d(ids, undefined, 'int32')) as tf.Tensor3D);
       owned.push(tokenEmbeds);
@@ -184,19 +186,22 @@ export class VideoLlavaForConditionalGeneration extends Module<[VideoLlavaForwar
       const logits = this.lm_head.call(tail) as tf.Tensor3D;
       if (tail !== h) tail.dispose();
       h.dispose();
-      if (imageFeatures) {
-        if (input.outputHiddenStates || keepTower) out.imageHiddenStates = imageFeatures;
-        else owned.push(imageFeatures);
-      }
-      if (videoFeatures) {
-        if (input.outputHiddenStates || keepTower) out.videoHiddenStates = videoFeatures;
-        else owned.push(videoFeatures);
+      if (input.outputHiddenStates || keepTower) {
+        out.imageHiddenStates = imageFeatures ?? undefined;
+        out.videoHiddenStates = videoFeatures ?? undefined;
+        // handed to the caller: no longer ours to free
+        const returned = new Set<tf.Tensor>([imageFeatures, videoFeatures, ...liveTensors(out.imageTowerHiddenStates), ...liveTensors(out.videoTowerHiddenStates)].filter((t): t is tf.Tensor3D => !!t));
+        owned.splice(0, owned.length, ...owned.filter((t) => !returned.has(t)));
       }
       return { ...out, logits, hiddenStates: decoded.hiddenStates, attentions: decoded.attentions };
     } finally {
       tf.dispose(owned);
     }
   }
+}
+
+function liveTensors(states: Array<tf.Tensor3D | null> | undefined): tf.Tensor3D[] {
+  return (states ?? []).filter((t): t is tf.Tensor3D => t !== null);
 }
 
 /** Frees every tensor of a forward output. */

@@ -1,0 +1,161 @@
+/** Loading in both key layouts, bad checkpoints and inputs, and tensor ownership. */
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import * as tf from '@tensorflow/tfjs';
+import { ConfigError, InputError, WeightsError } from '../../src/errors';
+import { VideoLlavaForConditionalGeneration, disposeOutput } from '../../src/models/video_llava/modeling';
+import { SafetensorsFile, TensorEntry, writeSafetensors } from '../../src/weights/safetensors';
+import { diff, modelDir, openCase } from '../helpers/fixtures';
+
+const tmpRoot = fs.mkdtempSync(path.join(os.tmpdir(), 'vl-model-'));
+afterAll(() => fs.rmSync(tmpRoot, { recursive: true, force: true }));
+
+/** Copies the faithful checkpoint with every key renamed (or dropped when rename returns null) and tensors edited. */
+async function rewrite(
+  name: string,
+  rename: (key: string) => string | null,
+  edit: (key: string, data: Float32Array, shape: number[]) => [Float32Array, number[]] = (_k, d, s) => [d, s],
+): Promise<string> {
+  const dir = path.join(tmpRoot, name);
+  fs.mkdirSync(dir);
+  fs.copyFileSync(path.join(modelDir('faithful'), 'config.json'), path.join(dir, 'config.json'));
+  const src = await SafetensorsFile.open(path.join(modelDir('faithful'), 'model.safetensors'));
+  const entries: TensorEntry[] = [];
+  for (const key of src.keys()) {
+    const newKey = rename(key);
+    if (newKey === null) continue;
+    const [data, shape] = edit(key, await src.readFloat32(key), [...src.info(key).shape]);
+    entries.push({ name: newKey, dtype: 'F32', shape, data });
+  }
+  await src.close();
+  await writeSafetensors(path.join(dir, 'model.safetensors'), entries);
+  return dir;
+}
+
+async function logitsOf(model: VideoLlavaForConditionalGeneration, caseName: string): Promise<tf.Tensor> {
+  const f = await openCase('faithful', caseName);
+  const img = (await f.tensor('pixel_values_images')) as tf.Tensor4D;
+  const vid = (await f.tensor('pixel_values_videos')) as tf.Tensor5D;
+  const out = model.forward({ inputIds: await f.rows('input_ids'), pixelValuesImages: img, pixelValuesVideos: vid });
+  tf.dispose([img, vid]);
+  await f.close();
+  return out.logits;
+}
+
+describe('checkpoint layouts', () => {
+  let reference: tf.Tensor;
+  beforeAll(async () => {
+    const model = await VideoLlavaForConditionalGeneration.fromPretrained(modelDir('faithful'));
+    reference = await logitsOf(model, 'mixed');
+    model.dispose();
+  });
+  afterAll(() => reference.dispose());
+
+  const layouts: Array<[string, (k: string) => string]> = [
+    // Pre-5 transformers (the published 7B checkpoint): towers under vision_model.
+    ['legacy with vision_model', (k) => k.replace(/^(image|video)_tower\./, '$1_tower.vision_model.')],
+    // The in-memory names of transformers 5.24.
+    [
+      'current in-memory names',
+      (k) =>
+        k
+          .replace(/^language_model\.model\./, 'model.language_model.')
+          .replace(/^language_model\.lm_head\./, 'lm_head.')
+          .replace(/^(image_tower|video_tower|multi_modal_projector)\./, 'model.$1.'),
+    ],
+  ];
+  test.each(layouts)('%s gives the same logits', async (label, rename) => {
+    const dir = await rewrite(label.replace(/\W+/g, '_'), rename);
+    const model = await VideoLlavaForConditionalGeneration.fromPretrained(dir);
+    const logits = await logitsOf(model, 'mixed');
+    expect(diff(logits, reference).abs).toBe(0); // same weights, same kernels: bit-identical
+    tf.dispose(logits);
+    model.dispose();
+  });
+});
+
+describe('bad checkpoints', () => {
+  test('a missing weight is named', async () => {
+    const dir = await rewrite('missing', (k) => (k.endsWith('layers.1.mlp.up_proj.weight') ? null : k));
+    await expect(VideoLlavaForConditionalGeneration.fromPretrained(dir)).rejects.toThrow(
+      /lacks 1 weights.*model\.language_model\.layers\.1\.mlp\.up_proj\.weight/,
+    );
+  });
+
+  test('a wrongly shaped weight is named with both shapes', async () => {
+    const dir = await rewrite('shape', (k) => k, (k, d, s) => (k === 'multi_modal_projector.linear_1.weight' ? [d, [s[1], s[0]]] : [d, s]));
+    const err = await VideoLlavaForConditionalGeneration.fromPretrained(dir).catch((e) => e);
+    expect(err).toBeInstanceOf(WeightsError);
+    expect(err.message).toMatch(/multi_modal_projector\.linear_1\.weight: expected shape \[64, 32\], found \[32, 64\]/);
+  });
+
+  test('unexpected keys are reported, and rejected in strict mode', async () => {
+    const dir = await rewrite('extra', (k) => (k === 'multi_modal_projector.linear_1.bias' ? 'temporal_attn.bias' : k));
+    // the projector bias now lacks, so loading fails on the missing key; strict names the extra one first
+    await expect(VideoLlavaForConditionalGeneration.fromPretrained(dir, { strict: true })).rejects.toThrow(/temporal_attn\.bias/);
+  });
+
+  test('a config field of the wrong type is named', async () => {
+    const dir = path.join(tmpRoot, 'badconfig');
+    fs.mkdirSync(dir);
+    const cfg = JSON.parse(fs.readFileSync(path.join(modelDir('faithful'), 'config.json'), 'utf8'));
+    cfg.text_config.num_hidden_layers = 'two';
+    fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify(cfg));
+    const err = await VideoLlavaForConditionalGeneration.fromPretrained(dir).catch((e) => e);
+    expect(err).toBeInstanceOf(ConfigError);
+    expect(err.message).toMatch(/text_config\.num_hidden_layers.*expected an integer, found "two"/);
+  });
+
+  test('a missing config.json is named', async () => {
+    await expect(VideoLlavaForConditionalGeneration.fromPretrained(path.join(tmpRoot, 'nowhere'))).rejects.toThrow(/config\.json/);
+  });
+});
+
+describe('bad inputs and memory', () => {
+  let model: VideoLlavaForConditionalGeneration;
+  beforeAll(async () => {
+    model = await VideoLlavaForConditionalGeneration.fromPretrained(modelDir('faithful'));
+  });
+  afterAll(() => model.dispose());
+
+  test('placeholder/feature count mismatches throw a clear error and leak nothing', async () => {
+    const f = await openCase('faithful', 'image_only');
+    const ids = await f.rows('input_ids');
+    const img = (await f.tensor('pixel_values_images')) as tf.Tensor4D;
+    await f.close();
+    const before = tf.memory().numTensors;
+    const twoImages = tf.concat([img, img]) as tf.Tensor4D;
+    expect(() => model.forward({ inputIds: ids, pixelValuesImages: twoImages })).toThrow(
+      /pixelValuesImages: Image features and image tokens do not match: the prompt has 16 image tokens/,
+    );
+    expect(() => model.forward({ inputIds: ids })).toThrow(InputError); // tokens but no images
+    tf.dispose(twoImages);
+    expect(tf.memory().numTensors).toBe(before);
+    img.dispose();
+  });
+
+  test('wrong pixel shapes, out-of-vocab ids and ragged masks are rejected', () => {
+    const wrong = tf.zeros([1, 3, 20, 20]) as tf.Tensor4D;
+    expect(() => model.forward({ inputIds: [[1, 120]], pixelValuesImages: wrong })).toThrow(/expected \[N, 3, 28, 28\], found \[1, 3, 20, 20\]/);
+    expect(() => model.forward({ inputIds: [[1, 500]] })).toThrow(/token id 500 .* outside the vocabulary \[0, 128\)/);
+    expect(() => model.forward({ inputIds: [[1, 5, 6]], attentionMask: [[1, 1]] })).toThrow(/attentionMask: expected 1 rows of length 3/);
+    wrong.dispose();
+  });
+
+  test('no tensor leaks across 100 forward calls', async () => {
+    const f = await openCase('faithful', 'mixed');
+    const inputIds = await f.rows('input_ids');
+    const img = (await f.tensor('pixel_values_images')) as tf.Tensor4D;
+    const vid = (await f.tensor('pixel_values_videos')) as tf.Tensor5D;
+    await f.close();
+    disposeOutput(model.forward({ inputIds, pixelValuesImages: img, pixelValuesVideos: vid }));
+    const before = tf.memory().numTensors;
+    for (let i = 0; i < 100; i++) {
+      const out = model.forward({ inputIds, pixelValuesImages: img, pixelValuesVideos: vid, outputHiddenStates: i % 10 === 0, outputAttentions: i % 10 === 0 });
+      disposeOutput(out);
+    }
+    expect(tf.memory().numTensors).toBe(before);
+    tf.dispose([img, vid]);
+  });
+});
