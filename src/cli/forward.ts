@@ -6,8 +6,9 @@ import * as tf from '@tensorflow/tfjs';
 import { setBackend } from '../backend';
 import { InputError } from '../errors';
 import { VideoLlavaForConditionalGeneration, disposeOutput } from '../models/video_llava/modeling';
-import { SafetensorsFile, writeSafetensors } from '../weights/safetensors';
-import { parse, required } from './args';
+import { SafetensorsFile, TensorEntry, writeSafetensors } from '../weights/safetensors';
+import { GenerateResult, generate, loadGenerationConfig } from '../generation/generate';
+import { intOption, numberOption, parse, required } from './args';
 
 export const FORWARD_HELP = `video-llava forward --model DIR --inputs IN.safetensors --out OUT.safetensors [options]
 
@@ -21,6 +22,11 @@ Inputs (read from IN by their Hugging Face names):
   pixel_values_videos   [N, T, 3, H, W] float
 
 Options:
+  --generate N          also generate N new tokens (greedy unless --do-sample) and write them as
+                        generated_ids [B, N] (I64, new tokens only), as Python's generate() returns them
+  --ignore-eos          with --generate: never stop at eos (as generate(..., eos_token_id=None))
+  --do-sample, --temperature X, --top-k N, --top-p X, --seed N, --repetition-penalty X
+                        sampling options for --generate
   --hidden-states       also write decoder.hidden_states.<k>, image_features, video_features,
                         image_tower.hidden_states.<k> and video_tower.hidden_states.<k>
   --backend NAME        wasm (default), cpu or tensorflow
@@ -31,6 +37,14 @@ const OPTIONS = {
   inputs: { type: 'string' },
   out: { type: 'string' },
   'hidden-states': { type: 'boolean' },
+  generate: { type: 'string' },
+  'ignore-eos': { type: 'boolean' },
+  'do-sample': { type: 'boolean' },
+  temperature: { type: 'string' },
+  'top-k': { type: 'string' },
+  'top-p': { type: 'string' },
+  seed: { type: 'string' },
+  'repetition-penalty': { type: 'string' },
   backend: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
@@ -76,10 +90,30 @@ export async function forwardCommand(argv: string[], log: (line: string) => void
       out.imageTowerHiddenStates?.forEach((h, k) => h && (tensors[`image_tower.hidden_states.${k}`] = h));
       out.videoTowerHiddenStates?.forEach((h, k) => h && (tensors[`video_tower.hidden_states.${k}`] = h));
     }
-    await writeSafetensors(outPath, tensors, { producer: 'video-llava forward', backend: tf.getBackend() });
+    let generated: GenerateResult | undefined;
+    if (args.generate !== undefined) {
+      generated = await generate(model, { inputIds, attentionMask, pixelValuesImages, pixelValuesVideos }, {
+        generationConfig: await loadGenerationConfig(modelDir),
+        maxNewTokens: intOption(args, 'generate', 0),
+        minNewTokens: args['ignore-eos'] ? intOption(args, 'generate', 0) : undefined,
+        eosTokenId: args['ignore-eos'] ? null : undefined,
+        doSample: args['do-sample'] === true,
+        temperature: numberOption(args, 'temperature'),
+        topK: args['top-k'] === undefined ? undefined : intOption(args, 'top-k', 0),
+        topP: numberOption(args, 'top-p'),
+        seed: args.seed === undefined ? undefined : intOption(args, 'seed', 0),
+        repetitionPenalty: numberOption(args, 'repetition-penalty'),
+      });
+    }
+    const entries: TensorEntry[] = Object.entries(tensors).map(([name, t]) => ({ name, dtype: 'F32', shape: t.shape, data: t.dataSync() }));
+    if (generated) {
+      const ids = generated.newTokens;
+      entries.push({ name: 'generated_ids', dtype: 'I64', shape: [ids.length, ids[0]?.length ?? 0], data: Int32Array.from(ids.flat()) });
+    }
+    await writeSafetensors(outPath, entries, { producer: 'video-llava forward', backend: tf.getBackend() });
     disposeOutput(out);
     model.dispose();
-    log(`wrote ${Object.keys(tensors).length} tensors to ${outPath} (logits [${out.logits.shape.join(', ')}])`);
+    log(`wrote ${entries.length} tensors to ${outPath} (logits [${out.logits.shape.join(', ')}])`);
   } finally {
     tf.dispose(owned);
     await inputs.close();

@@ -2,17 +2,22 @@
 /** The `video-llava` command. User mistakes print one line and exit 1; only internal bugs show a stack. */
 import { VideoLlavaError } from '../errors';
 import { FORWARD_HELP, forwardCommand } from './forward';
+import { GENERATE_HELP, generateCommand } from './generate';
 import { PARITY_HELP, parityCommand } from './parity';
+import { PREPROCESS_HELP, preprocessCommand } from './preprocess';
 
 const HELP = `video-llava — Video-LLaVA on TensorFlow.js
 
 Usage:
+  video-llava generate --model DIR [--video F]... [--image F]... --prompt TEXT [--max-new-tokens N]
   video-llava forward --model DIR --inputs IN.safetensors --out OUT.safetensors [--hidden-states]
   video-llava parity [--fixtures DIR] [--model NAME]
   video-llava <command> --help
 
 Commands:
+  generate     answer a prompt about videos and images (streams the answer, then a timing summary)
   forward      run one forward pass on tensors from a safetensors file, write logits (parity with Python)
+  preprocess   run the processor on files and write input_ids / pixel values (parity with Python)
   parity       per-stage max differences from Python on the reference fixtures
 
 Every command takes --backend wasm|cpu|tensorflow (default wasm, or the VIDEO_LLAVA_BACKEND variable).
@@ -21,8 +26,10 @@ Every command takes --backend wasm|cpu|tensorflow (default wasm, or the VIDEO_LL
 type Command = (argv: string[], log: (line: string) => void) => Promise<void>;
 
 const COMMANDS: Record<string, { run: Command; help: string }> = {
+  generate: { run: generateCommand, help: GENERATE_HELP },
   forward: { run: forwardCommand, help: FORWARD_HELP },
   parity: { run: parityCommand, help: PARITY_HELP },
+  preprocess: { run: preprocessCommand, help: PREPROCESS_HELP },
 };
 
 export async function main(argv: string[]): Promise<number> {

@@ -49,3 +49,23 @@ describe('video-llava forward', () => {
     expect(io.err.join('')).not.toMatch(/\n\s+at /); // no stack traces
   });
 });
+
+describe('video-llava forward --generate', () => {
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'vl-forward-gen-'));
+  afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
+  test.each(['mixed', 'batch_padded'])('greedy generated_ids equal Python generate() on faithful/%s', async (caseName) => {
+    const inputs = path.join(CASES, 'faithful', `${caseName}.safetensors`);
+    const out = path.join(tmp, `${caseName}.safetensors`);
+    const io = capture();
+    const code = await main(['forward', '--model', modelDir('faithful'), '--inputs', inputs, '--out', out, '--generate', '8', '--ignore-eos']);
+    io.restore();
+    expect(code).toBe(0);
+    const ours = await SafetensorsFile.open(out);
+    const ref = await SafetensorsFile.open(inputs);
+    expect(ours.info('generated_ids').dtype).toBe('I64');
+    // Token ids are exact: the fixture's greedy margins are ≥ 1e-3, far above float32 noise.
+    expect(Array.from(await ours.readInt32('generated_ids'))).toEqual(Array.from(await ref.readInt32('generated_ids')));
+    await Promise.all([ours.close(), ref.close()]);
+  });
+});

@@ -1,0 +1,138 @@
+/**
+ * `video-llava generate`: prompt + images/videos in, streamed answer out, with a one-line timing summary.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { setBackend } from '../backend';
+import { GenerateOptions, generate, loadGenerationConfig } from '../generation/generate';
+import { VideoLlavaForConditionalGeneration } from '../models/video_llava/modeling';
+import { ChatContent } from '../processing/chat_template';
+import { VideoLlavaProcessor } from '../processing/processor';
+import { intOption, numberOption, parse, required } from './args';
+import { loadProgressBar } from './progress';
+
+export const GENERATE_HELP = `video-llava generate --model DIR [--video FILE]... [--image FILE]... --prompt TEXT [options]
+
+Answers a question about videos and images, streaming the answer as it is produced.
+
+  --model DIR             a Video-LLaVA checkpoint directory (config.json, safetensors, tokenizer and
+                          processor files), e.g. a download of LanguageBind/Video-LLaVA-7B-hf
+  --video FILE            a video (mp4, webm, avi, mkv, gif); repeat for several
+  --image FILE            an image (jpeg, png, webp, gif); repeat for several
+  --prompt TEXT           the question. Without <image>/<video> placeholders it is wrapped in the chat
+                          template ("USER: <video>\\nTEXT ASSISTANT:"); with them it is used as is
+  --max-new-tokens N      default 60
+  --num-frames N          frames sampled per video (default 8, what the model was trained with)
+  --do-sample             sample instead of greedy decoding; with --temperature, --top-k, --top-p, --seed
+  --repetition-penalty X
+  --backend NAME          wasm (default), cpu, or tensorflow (needs @tensorflow/tfjs-node installed)
+  --json                  print one JSON object (answer, ids, timings) instead of streaming text
+
+Example (the shipped demo checkpoint, a tiny random model, so its answer is noise):
+  video-llava generate --model assets/demo-model --video assets/sample.mp4 --prompt "What happens?"
+`;
+
+const OPTIONS = {
+  model: { type: 'string' },
+  video: { type: 'string', multiple: true },
+  image: { type: 'string', multiple: true },
+  prompt: { type: 'string' },
+  'max-new-tokens': { type: 'string' },
+  'num-frames': { type: 'string' },
+  'do-sample': { type: 'boolean' },
+  temperature: { type: 'string' },
+  'top-k': { type: 'string' },
+  'top-p': { type: 'string' },
+  seed: { type: 'string' },
+  'repetition-penalty': { type: 'string' },
+  backend: { type: 'string' },
+  json: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+/** The prompt as given when it already has placeholders or roles, else wrapped in the chat template. */
+export function buildPrompt(processor: VideoLlavaProcessor, prompt: string, images: number, videos: number): string {
+  const { image_token: img, video_token: vid } = processor.config;
+  if (prompt.includes(img) || prompt.includes(vid) || /^\s*USER:/.test(prompt)) return prompt;
+  const content: ChatContent[] = [
+    ...Array.from({ length: images }, () => ({ type: 'image' as const })),
+    ...Array.from({ length: videos }, () => ({ type: 'video' as const })),
+    { type: 'text', text: prompt },
+  ];
+  return processor.applyChatTemplate([{ role: 'user', content }], { addGenerationPrompt: true });
+}
+
+const rate = (tokens: number, ms: number) => (ms > 0 ? (tokens / ms) * 1000 : 0);
+
+export async function generateCommand(argv: string[], log: (line: string) => void): Promise<void> {
+  const args = parse(argv, OPTIONS);
+  if (args.help) return log(GENERATE_HELP);
+  const modelDir = required(args, 'model');
+  const prompt = required(args, 'prompt');
+  const images = (args.image as string[] | undefined) ?? [];
+  const videos = (args.video as string[] | undefined) ?? [];
+  const json = args.json === true;
+  const backend = await setBackend(args.backend as string | undefined);
+
+  const t0 = Date.now();
+  const processor = await VideoLlavaProcessor.fromPretrained(modelDir);
+  const bar = loadProgressBar();
+  const model = await VideoLlavaForConditionalGeneration.fromPretrained(modelDir, { onProgress: json ? undefined : bar.update });
+  if (!json) bar.done();
+  const loadMs = Date.now() - t0;
+
+  const text = buildPrompt(processor, prompt, images.length, videos.length);
+  const inputs = await processor.call(text, { images, videos, numFrames: intOption(args, 'num-frames', 8, 1) });
+  const options: GenerateOptions = {
+    generationConfig: await loadGenerationConfig(modelDir),
+    maxNewTokens: intOption(args, 'max-new-tokens', 60),
+    doSample: args['do-sample'] === true,
+    temperature: numberOption(args, 'temperature'),
+    topK: args['top-k'] === undefined ? undefined : intOption(args, 'top-k', 0),
+    topP: numberOption(args, 'top-p'),
+    seed: args.seed === undefined ? undefined : intOption(args, 'seed', 0),
+    repetitionPenalty: numberOption(args, 'repetition-penalty'),
+    tokenizer: processor.tokenizer,
+    onToken: json ? undefined : (e) => process.stdout.write(e.text[0]),
+  };
+  try {
+    const result = await generate(model, inputs, options);
+    const t = result.timings;
+    const answer = processor.decode(result.newTokens[0], { skipSpecialTokens: true });
+    const summary = {
+      loadMs,
+      visionMs: Math.round(t.visionMs),
+      prefillTokensPerSec: rate(t.prefillTokens, t.prefillMs),
+      decodeTokensPerSec: rate(t.decodeTokens, t.decodeMs),
+      promptTokens: inputs.inputIds[0].length,
+      newTokens: result.newTokens[0].length,
+      finishReason: result.finishReason[0],
+      backend,
+      matmul: matmulPath(backend),
+    };
+    if (json) {
+      log(JSON.stringify({ answer, prompt: text.length > 2000 ? undefined : text, newTokenIds: result.newTokens[0], frameIndices: inputs.frameIndices, seed: result.seed, ...summary }));
+    } else {
+      process.stdout.write('\n');
+      process.stderr.write(
+        `load ${(loadMs / 1000).toFixed(2)} s · vision ${summary.visionMs} ms · prefill ${summary.promptTokens} tok at ${summary.prefillTokensPerSec.toFixed(1)} tok/s · ` +
+          `decode ${summary.newTokens} tok at ${summary.decodeTokensPerSec.toFixed(1)} tok/s · ${backend} (matmul: ${summary.matmul}) · ${summary.finishReason}\n`,
+      );
+    }
+  } finally {
+    inputs.pixelValuesImages?.dispose();
+    inputs.pixelValuesVideos?.dispose();
+    model.dispose();
+  }
+}
+
+/** Which matrix-multiply path ran: the native BLAS kernels when registered, else the backend's own. */
+function matmulPath(backend: string): string {
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const native = require('../native') as { nativeMatmulStatus?: () => { enabled: boolean } };
+    if (native.nativeMatmulStatus?.().enabled) return 'native BLAS';
+  } catch {
+    // the native layer is optional
+  }
+  return tf.getBackend() === backend ? backend : tf.getBackend();
+}
