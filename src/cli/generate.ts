@@ -8,14 +8,19 @@ import { VideoLlavaForConditionalGeneration } from '../models/video_llava/modeli
 import { ChatContent } from '../processing/chat_template';
 import { VideoLlavaProcessor } from '../processing/processor';
 import { intOption, numberOption, parse, required } from './args';
-import { loadProgressBar } from './progress';
+import { downloadProgress, loadProgressBar } from './progress';
+import { resolveModel } from '../hub';
 
 export const GENERATE_HELP = `video-llava generate --model DIR [--video FILE]... [--image FILE]... --prompt TEXT [options]
 
 Answers a question about videos and images, streaming the answer as it is produced.
 
-  --model DIR             a Video-LLaVA checkpoint directory (config.json, safetensors, tokenizer and
-                          processor files), e.g. a download of LanguageBind/Video-LLaVA-7B-hf
+  --model DIR|ID          a Video-LLaVA checkpoint directory (config.json, safetensors, tokenizer and
+                          processor files) or a Hub id such as LanguageBind/Video-LLaVA-7B-hf: ids are read
+                          from the Hugging Face cache shared with Python (HF_HOME, HF_HUB_CACHE) and
+                          missing files are downloaded (HF_TOKEN, HF_ENDPOINT, HF_HUB_OFFLINE apply)
+  --revision REV          branch, tag or commit of a Hub id (default main)
+  --offline               never touch the network (same as HF_HUB_OFFLINE=1)
   --video FILE            a video (mp4, webm, avi, mkv, gif); repeat for several
   --image FILE            an image (jpeg, png, webp, gif); repeat for several
   --prompt TEXT           the question. Without <image>/<video> placeholders it is wrapped in the chat
@@ -45,6 +50,8 @@ const OPTIONS = {
   seed: { type: 'string' },
   'repetition-penalty': { type: 'string' },
   backend: { type: 'string' },
+  revision: { type: 'string' },
+  offline: { type: 'boolean' },
   json: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
 } as const;
@@ -66,11 +73,15 @@ const rate = (tokens: number, ms: number) => (ms > 0 ? (tokens / ms) * 1000 : 0)
 export async function generateCommand(argv: string[], log: (line: string) => void): Promise<void> {
   const args = parse(argv, OPTIONS);
   if (args.help) return log(GENERATE_HELP);
-  const modelDir = required(args, 'model');
+  const json = args.json === true;
+  const modelDir = await resolveModel(required(args, 'model'), {
+    revision: args.revision as string | undefined,
+    offline: args.offline === true ? true : undefined,
+    onProgress: json ? undefined : downloadProgress(),
+  });
   const prompt = required(args, 'prompt');
   const images = (args.image as string[] | undefined) ?? [];
   const videos = (args.video as string[] | undefined) ?? [];
-  const json = args.json === true;
   const backend = await setBackend(args.backend as string | undefined);
 
   const t0 = Date.now();

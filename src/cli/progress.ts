@@ -1,4 +1,5 @@
 /** A one-line progress bar on stderr while loading weights; a single summary line when stderr is not a terminal. */
+import { DownloadProgress } from '../hub';
 import { LoadProgress } from '../models/video_llava/loading';
 
 const MB = 1024 * 1024;
@@ -26,5 +27,18 @@ export function loadProgressBar(stream: NodeJS.WriteStream = process.stderr): { 
       if (!last) return;
       stream.write(tty ? '\n' : `${line(last)}\n`);
     },
+  };
+}
+
+/** Download progress of a Hub model on stderr: bytes, total and speed. */
+export function downloadProgress(stream: NodeJS.WriteStream = process.stderr): (p: DownloadProgress) => void {
+  let lastDraw = 0;
+  return (p) => {
+    const now = Date.now();
+    const finished = p.total > 0 && p.bytes >= p.total;
+    if (now - lastDraw < 200 && !finished) return;
+    lastDraw = now;
+    const text = `downloading ${p.file}: ${(p.bytes / MB).toFixed(1)}/${(p.total / MB).toFixed(1)} MB at ${(p.bytesPerSecond / MB).toFixed(1)} MB/s`;
+    stream.write(stream.isTTY ? `\r${text}${finished ? '\n' : ''}` : `${text}\n`);
   };
 }

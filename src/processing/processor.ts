@@ -18,6 +18,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
 import { ConfigError, InputError } from '../errors';
+import { PROCESSOR_FILES, ResolveOptions, resolveModel } from '../hub';
 import { FieldReader, Json } from '../models/config_fields';
 import { ApplyChatTemplateOptions, ChatMessage, applyChatTemplate, loadChatTemplate } from './chat_template';
 import {
@@ -146,7 +147,9 @@ export class VideoLlavaProcessor {
    * preprocessor_config.json; the processor fields from processor_config.json. Where Python would fail for want
    * of an image processor config, the checkpoint's defaults are used.
    */
-  static async fromPretrained(dir: string): Promise<VideoLlavaProcessor> {
+  static async fromPretrained(idOrDir: string, options: Omit<ResolveOptions, 'allowPatterns'> = {}): Promise<VideoLlavaProcessor> {
+    // A Hub id resolves through the shared cache, fetching only the tokenizer and processor files.
+    const dir = await resolveModel(idOrDir, { ...options, allowPatterns: [...PROCESSOR_FILES] });
     const tokenizer = LlamaTokenizer.fromPretrained(dir);
     const file = path.join(dir, 'processor_config.json');
     const raw = readJsonIfExists(file);

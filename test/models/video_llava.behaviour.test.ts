@@ -107,8 +107,10 @@ describe('bad checkpoints', () => {
     expect(err.message).toMatch(/text_config\.num_hidden_layers.*expected an integer, found "two"/);
   });
 
-  test('a missing config.json is named', async () => {
-    await expect(VideoLlavaForConditionalGeneration.fromPretrained(path.join(tmpRoot, 'nowhere'))).rejects.toThrow(/config\.json/);
+  test('a missing directory and a missing config.json are named', async () => {
+    await expect(VideoLlavaForConditionalGeneration.fromPretrained(path.join(tmpRoot, 'nowhere'))).rejects.toThrow(/nowhere: no such directory/);
+    fs.mkdirSync(path.join(tmpRoot, 'empty'));
+    await expect(VideoLlavaForConditionalGeneration.fromPretrained(path.join(tmpRoot, 'empty'))).rejects.toThrow(/config\.json/);
   });
 });
 

@@ -3,8 +3,11 @@
  * filled. Tensors are read one at a time and handed to their parameter, so no second copy of the
  * model is ever held. Keys in either checkpoint layout are accepted (src/weights/key_map.ts).
  */
+import { promises as fsp } from 'fs';
+import * as path from 'path';
 import { WeightsError } from '../../errors';
 import { Parameter } from '../../layers/module';
+import { ResolveOptions, resolveModel } from '../../hub';
 import { Checkpoint } from '../../weights/checkpoint';
 import { isIgnoredKey, toModulePath } from '../../weights/key_map';
 import { loadVideoLlavaConfig } from './config';
@@ -17,7 +20,14 @@ export interface LoadProgress {
   bytesTotal: number;
 }
 
-export interface LoadOptions {
+/**
+ * `dir` may be a local directory or a Hub model id ("LanguageBind/Video-LLaVA-7B-hf"): ids resolve through
+ * the Hugging Face cache (shared with Python) and download what is missing; the ResolveOptions fields
+ * (revision, token, cacheDir, endpoint, offline, onProgress for downloads) apply then.
+ */
+export interface LoadOptions extends Omit<ResolveOptions, 'onProgress' | 'allowPatterns'> {
+  /** Download progress when `dir` is a Hub model id that is not fully cached. */
+  onDownloadProgress?: ResolveOptions['onProgress'];
   /** Called after each tensor is loaded. */
   onProgress?: (progress: LoadProgress) => void;
   /** Throw on checkpoint keys the model does not use (default false: they are reported through onUnexpectedKeys). */
@@ -25,9 +35,19 @@ export interface LoadOptions {
   onUnexpectedKeys?: (keys: string[]) => void;
 }
 
-export async function loadVideoLlava(dir: string, options: LoadOptions = {}): Promise<VideoLlavaForConditionalGeneration> {
+/** The config.json text each loaded model came from, unknown fields included (savePretrained writes it back). */
+const RAW_CONFIGS = new WeakMap<VideoLlavaForConditionalGeneration, string>();
+
+export function rawConfigOf(model: VideoLlavaForConditionalGeneration): string | undefined {
+  return RAW_CONFIGS.get(model);
+}
+
+export async function loadVideoLlava(idOrDir: string, options: LoadOptions = {}): Promise<VideoLlavaForConditionalGeneration> {
+  const { revision, cacheDir, token, endpoint, offline, fetch, lock } = options;
+  const dir = await resolveModel(idOrDir, { revision, cacheDir, token, endpoint, offline, fetch, lock, onProgress: options.onDownloadProgress });
   const config = await loadVideoLlavaConfig(dir);
   const model = new VideoLlavaForConditionalGeneration(config);
+  RAW_CONFIGS.set(model, await fsp.readFile(path.join(dir, 'config.json'), 'utf8'));
   const params = new Map<string, Parameter>(model.namedParameters());
   const checkpoint = await Checkpoint.open(dir);
   try {
