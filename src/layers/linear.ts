@@ -1,10 +1,20 @@
 import * as tf from '@tensorflow/tfjs';
+import { WeightsError } from '../errors';
 import { Module, Parameter } from './module';
 
-/** y = x·Wᵀ + b with W in PyTorch's [out, in] layout, the layout the checkpoint stores. */
+/**
+ * y = x·Wᵀ + b with W in PyTorch's [out, in] layout, the layout the checkpoint stores.
+ *
+ * Optional LoRA slot (PEFT's vanilla LoRA): y += lora_B(lora_A(x)) · scaling, with children named as
+ * PEFT names them, so the adapter's weights are `<path>.lora_A.weight` [r, in] and
+ * `<path>.lora_B.weight` [out, r]. src/training/lora.ts attaches, merges and removes adapters.
+ */
 export class Linear extends Module<[tf.Tensor], tf.Tensor> {
   readonly weight: Parameter; // [out, in]
   readonly bias: Parameter | null; // [out]
+  lora_A: Linear | null = null; // [r, in], no bias
+  lora_B: Linear | null = null; // [out, r], no bias
+  loraScaling = 0; // lora_alpha / r (or / √r with rsLoRA)
 
   constructor(
     readonly inFeatures: number,
@@ -22,7 +32,27 @@ export class Linear extends Module<[tf.Tensor], tf.Tensor> {
       const x2 = tf.reshape(x, [-1, this.inFeatures]);
       let y = tf.matMul(x2, this.weight.value, false, true);
       if (this.bias) y = tf.add(y, this.bias.value);
+      if (this.lora_A && this.lora_B) y = tf.add(y, tf.mul(this.lora_B.call(this.lora_A.call(x2)), this.loraScaling));
       return tf.reshape(y, [...lead, this.outFeatures]);
     });
+  }
+
+  /** Adds an adapter of rank r with unloaded parameters lora_A.weight [r, in] and lora_B.weight [out, r]. */
+  attachLora(r: number, scaling: number): void {
+    if (this.lora_A) throw new WeightsError('this Linear already has a LoRA adapter');
+    this.lora_A = this.addModule('lora_A', new Linear(this.inFeatures, r, false));
+    this.lora_B = this.addModule('lora_B', new Linear(r, this.outFeatures, false));
+    this.loraScaling = scaling;
+  }
+
+  /** Removes the adapter and frees its weights (the base weight is left as it is). */
+  detachLora(): void {
+    if (!this.lora_A || !this.lora_B) return;
+    this.lora_A.dispose();
+    this.lora_B.dispose();
+    this.removeModule('lora_A');
+    this.removeModule('lora_B');
+    this.lora_A = this.lora_B = null;
+    this.loraScaling = 0;
   }
 }

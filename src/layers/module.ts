@@ -121,6 +121,13 @@ export abstract class Module<Args extends unknown[] = any[], Out = any> {
     return old;
   }
 
+  /** Removes a child module (LoRA unloading); returns it, or undefined when there is none. */
+  removeModule(name: string): Module | undefined {
+    const old = this.modules.get(name);
+    this.modules.delete(name);
+    return old;
+  }
+
   children(): Array<[string, Module]> {
     return [...this.modules.entries()];
   }

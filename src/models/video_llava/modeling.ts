@@ -11,6 +11,7 @@ import { Linear } from '../../layers/linear';
 import { Module } from '../../layers/module';
 import { ClipVisionModel } from '../clip/modeling';
 import { LlamaModel } from '../llama/modeling';
+import { causalLmLoss } from '../../training/loss';
 import { VideoLlavaConfig, featureLayers } from './config';
 import { mergePlaceholders } from './merge';
 import { VideoLlavaMultiModalProjector } from './projector';
@@ -32,10 +33,12 @@ export interface VideoLlavaForwardInput {
   outputVisionHiddenStates?: boolean;
   /** Compute logits only for the last n positions (0 = all). */
   logitsToKeep?: number;
+  labels?: IntMatrix; // [B, L]; the loss predicts labels[t + 1] at t, ignoring ignore_index (-100)
 }
 
 export interface VideoLlavaForwardOutput {
   logits: tf.Tensor3D; // [B, L or logitsToKeep, vocab]
+  loss?: tf.Scalar; // causal-LM loss when labels are given
   hiddenStates?: tf.Tensor3D[];
   attentions?: tf.Tensor4D[];
   /** Projected image features [N, tokens, D]. */
@@ -193,6 +196,11 @@ export class VideoLlavaForConditionalGeneration extends Module<[VideoLlavaForwar
         const returned = new Set<tf.Tensor>([imageFeatures, videoFeatures, ...liveTensors(out.imageTowerHiddenStates), ...liveTensors(out.videoTowerHiddenStates)].filter((t): t is tf.Tensor3D => !!t));
         owned.splice(0, owned.length, ...owned.filter((t) => !returned.has(t)));
       }
+      if (input.labels) {
+        owned.push(logits); // freed if the labels are rejected
+        out.loss = causalLmLoss(logits, input.labels, { ignoreIndex: this.config.ignore_index });
+        owned.pop();
+      }
       return { ...out, logits, hiddenStates: decoded.hiddenStates, attentions: decoded.attentions };
     } finally {
       tf.dispose(owned);
@@ -208,6 +216,7 @@ function liveTensors(states: Array<tf.Tensor3D | null> | undefined): tf.Tensor3D
 export function disposeOutput(output: VideoLlavaForwardOutput): void {
   const all: Array<tf.Tensor | null | undefined> = [
     output.logits,
+    output.loss,
     output.imageHiddenStates,
     output.videoHiddenStates,
     ...(output.hiddenStates ?? []),

@@ -1,0 +1,276 @@
+/**
+ * Writing models and adapters in the layouts Python reads:
+ *   savePretrained    config.json + model.safetensors (or shards + model.safetensors.index.json) with the
+ *                     key names transformers 5.24 save_pretrained writes (`language_model.model.*`,
+ *                     `language_model.lm_head.*`, `image_tower.*`, `multi_modal_projector.*`)
+ *   saveLoraAdapter   adapter_config.json + adapter_model.safetensors as PEFT 0.21.2 writes them
+ *   loadLoraAdapter   the reverse, for adapters PEFT saved
+ */
+import { promises as fsp } from 'fs';
+import * as path from 'path';
+import * as tf from '@tensorflow/tfjs';
+import { ConfigError, SafetensorsError, WeightsError } from '../errors';
+import { Json } from '../models/config_fields';
+import { VideoLlavaConfig } from '../models/video_llava/config';
+import { rawConfigOf } from '../models/video_llava/loading';
+import { VideoLlavaForConditionalGeneration } from '../models/video_llava/modeling';
+import { Module, Parameter } from '../layers/module';
+import { INDEX_FILE, SINGLE_FILE } from '../weights/checkpoint';
+import { DType } from '../weights/dtype';
+import { toLegacyKey, toModulePath } from '../weights/key_map';
+import { SafetensorsFile, TensorEntry, writeSafetensors } from '../weights/safetensors';
+import { PyFloat, parseLossless, toPythonJson } from './json';
+import { LoraConfig, attachLora, loraConfigOf, loraParameters, parseLoraConfig, unloadLora } from './lora';
+
+export const ADAPTER_CONFIG_FILE = 'adapter_config.json';
+export const ADAPTER_WEIGHTS_FILE = 'adapter_model.safetensors';
+/** PEFT's prefix of every adapter key: PeftModel.base_model (LoraModel) .model (the transformers model). */
+export const PEFT_KEY_PREFIX = 'base_model.model.';
+const SAFETENSORS_METADATA = { format: 'pt' };
+
+export type SaveDType = 'float32' | 'float16' | 'bfloat16';
+const SAFETENSORS_DTYPE: Record<SaveDType, DType> = { float32: 'F32', float16: 'F16', bfloat16: 'BF16' };
+const BYTES: Record<SaveDType, number> = { float32: 4, float16: 2, bfloat16: 2 };
+
+export interface SavePretrainedOptions {
+  /** Stored dtype (default float32); config.json's "dtype" is set to it. */
+  dtype?: SaveDType;
+  /**
+   * Largest shard, in bytes or as "5GB" / "500MB" / "100KB" (powers of 10, as huggingface_hub parses them).
+   * Default "50GB", transformers 5.24's. Half-precision shards are encoded in memory one at a time.
+   */
+  maxShardSize?: number | string;
+}
+
+export interface SaveResult {
+  /** Files written, relative to the directory. */
+  files: string[];
+  /** Tensor name → file, as the index lists it (single file: every tensor → model.safetensors). */
+  weightMap: Record<string, string>;
+}
+
+/** "5GB" → 5·10⁹, as huggingface_hub's parse_size_to_int. */
+export function parseSize(size: number | string): number {
+  if (typeof size === 'number') {
+    if (!(size > 0)) throw new ConfigError('maxShardSize', `expected a positive byte count, found ${size}`);
+    return Math.floor(size);
+  }
+  const units: Record<string, number> = { TB: 1e12, GB: 1e9, MB: 1e6, KB: 1e3 };
+  const s = size.trim();
+  const unit = s.slice(-2).toUpperCase();
+  const value = Number(s.slice(0, -2).trim());
+  if (!(unit in units) || !(value > 0)) throw new ConfigError('maxShardSize', `expected a size like "5GB", "500MB" or "100KB", found "${size}"`);
+  return Math.floor(value * units[unit]);
+}
+
+/** huggingface_hub's split: tensors in order, a new shard when the next one would overflow, an oversize tensor alone. */
+function planShards(entries: Array<{ key: string; bytes: number }>, maxBytes: number): string[][] {
+  const shards: string[][] = [];
+  let current: string[] = [];
+  let size = 0;
+  for (const { key, bytes } of entries) {
+    if (bytes > maxBytes) {
+      shards.push([key]);
+      continue;
+    }
+    if (size + bytes > maxBytes) {
+      shards.push(current);
+      current = [];
+      size = 0;
+    }
+    current.push(key);
+    size += bytes;
+  }
+  if (current.length > 0) shards.push(current);
+  return shards.filter((s) => s.length > 0);
+}
+
+function tiedHead(config: VideoLlavaConfig): boolean {
+  return config.tie_word_embeddings || config.text_config.tie_word_embeddings;
+}
+
+/** The numbers of an object as Python floats (config fields that are floats in Python), except the named ints. */
+function floats(o: object, ints: string[] = []): Json {
+  return Object.fromEntries(Object.entries(o).map(([k, v]) => [k, typeof v === 'number' && !ints.includes(k) ? new PyFloat(v) : v]));
+}
+
+/** config.json for a model built in code (no file to copy): the fields this implementation reads, HF names. */
+function configJson(config: VideoLlavaConfig): Json {
+  const { rope, rms_norm_eps, ...text } = config.text_config;
+  const { layer_norm_eps, ...vision } = config.vision_config;
+  const { rope_type, ...ropeFloats } = rope;
+  return {
+    architectures: ['VideoLlavaForConditionalGeneration'],
+    model_type: 'video_llava',
+    image_token_index: config.image_token_index,
+    video_token_index: config.video_token_index,
+    projector_hidden_act: config.projector_hidden_act,
+    vision_feature_select_strategy: config.vision_feature_select_strategy,
+    vision_feature_layer: config.vision_feature_layer,
+    multimodal_projector_bias: config.multimodal_projector_bias,
+    tie_word_embeddings: config.tie_word_embeddings,
+    ignore_index: config.ignore_index,
+    pad_token_id: config.pad_token_id,
+    text_config: { model_type: 'llama', ...text, rms_norm_eps: new PyFloat(rms_norm_eps), rope_parameters: { rope_type, ...floats(ropeFloats, ['original_max_position_embeddings']) } },
+    vision_config: { model_type: 'clip_vision_model', ...vision, layer_norm_eps: new PyFloat(layer_norm_eps) },
+  };
+}
+
+async function removeStaleWeights(dir: string, keep: Set<string>): Promise<void> {
+  for (const name of await fsp.readdir(dir)) {
+    const ours = name === SINGLE_FILE || name === INDEX_FILE || /^model-\d{5}-of-\d{5}\.safetensors$/.test(name);
+    if (ours && !keep.has(name)) await fsp.rm(path.join(dir, name), { force: true });
+  }
+}
+
+async function writeShard(file: string, params: Array<[string, Parameter]>, dtype: SaveDType): Promise<void> {
+  if (dtype === 'float32') {
+    // tf tensors are read one at a time while writing
+    await writeSafetensors(file, Object.fromEntries(params.map(([key, p]) => [key, p.value as tf.Tensor])), SAFETENSORS_METADATA);
+    return;
+  }
+  const entries: TensorEntry[] = params.map(([key, p]) => ({
+    name: key,
+    dtype: SAFETENSORS_DTYPE[dtype],
+    shape: [...p.shape],
+    data: p.value.dataSync() as Float32Array,
+  }));
+  await writeSafetensors(file, entries, SAFETENSORS_METADATA);
+}
+
+/**
+ * save_pretrained: config.json (the file the model was loaded from, unknown fields kept, "dtype" updated)
+ * and the weights under the legacy key names transformers 5.24 writes, sharded above maxShardSize.
+ * A tied lm_head is not written (transformers drops tied weights). Refuses a model with an unmerged
+ * LoRA adapter: merge it (mergeLora) or save the adapter alone (saveLoraAdapter).
+ */
+export async function savePretrained(model: VideoLlavaForConditionalGeneration, dir: string, options: SavePretrainedOptions = {}): Promise<SaveResult> {
+  if (loraConfigOf(model)) {
+    throw new WeightsError('the model has an unmerged LoRA adapter: call mergeLora(model) first, or saveLoraAdapter(model, dir) to save the adapter alone');
+  }
+  const dtype = options.dtype ?? 'float32';
+  if (!(dtype in SAFETENSORS_DTYPE)) throw new ConfigError('dtype', `expected float32, float16 or bfloat16, found ${JSON.stringify(dtype)}`);
+  const maxBytes = parseSize(options.maxShardSize ?? '50GB');
+  const tied = tiedHead(model.config);
+  if (tied && !tf.tidy(() => tf.all(tf.equal(model.lm_head.weight.value, model.model.language_model.embed_tokens.weight.value)).dataSync()[0])) {
+    throw new WeightsError('tie_word_embeddings is set but lm_head.weight differs from embed_tokens.weight (trained apart): set tie_word_embeddings to false in the config to save both');
+  }
+  const params = model.namedParameters().filter(([p]) => !(tied && p === 'lm_head.weight'));
+  for (const [name, p] of params) if (!p.loaded) throw new WeightsError(`${name} is not loaded; nothing to save`, name);
+  const keyed: Array<[string, Parameter]> = params.map(([name, p]) => [toLegacyKey(name), p]);
+  const byKey = new Map(keyed);
+  const shards = planShards(keyed.map(([key, p]) => ({ key, bytes: p.size * BYTES[dtype] })), maxBytes);
+  const names = shards.length === 1 ? [SINGLE_FILE] : shards.map((_, i) => `model-${String(i + 1).padStart(5, '0')}-of-${String(shards.length).padStart(5, '0')}.safetensors`);
+
+  await fsp.mkdir(dir, { recursive: true });
+  await removeStaleWeights(dir, new Set(names));
+  const weightMap: Record<string, string> = {};
+  for (const [i, keys] of shards.entries()) {
+    await writeShard(path.join(dir, names[i]), keys.map((k) => [k, byKey.get(k)!]), dtype);
+    for (const k of keys) weightMap[k] = names[i];
+  }
+  const files = [...names];
+  if (shards.length > 1) {
+    const totalSize = keyed.reduce((s, [, p]) => s + p.size * BYTES[dtype], 0);
+    const totalParameters = keyed.reduce((s, [, p]) => s + p.size, 0);
+    const index = { metadata: { total_parameters: totalParameters, total_size: totalSize }, weight_map: weightMap };
+    await fsp.writeFile(path.join(dir, INDEX_FILE), toPythonJson(index) + '\n');
+    files.push(INDEX_FILE);
+  }
+  const raw = rawConfigOf(model);
+  const config = (raw === undefined ? configJson(model.config) : parseLossless(raw)) as Json; // literals kept: 1.0 stays a float
+  config.dtype = dtype;
+  if ('torch_dtype' in config) config.torch_dtype = dtype;
+  await fsp.writeFile(path.join(dir, 'config.json'), toPythonJson(config) + '\n');
+  files.push('config.json');
+  return { files, weightMap };
+}
+
+// ---------------------------------------------------------------------------------------------------
+// PEFT adapters
+
+/** save_pretrained of a PeftModel: adapter_config.json and the adapter weights under `base_model.model.<path>`. */
+export async function saveLoraAdapter(model: Module, dir: string): Promise<void> {
+  const config = loraConfigOf(model);
+  if (!config) throw new WeightsError('the model has no LoRA adapter to save (addLora or loadLoraAdapter first)');
+  const tensors: Record<string, tf.Tensor> = {};
+  for (const [name, p] of loraParameters(model)) tensors[PEFT_KEY_PREFIX + name] = p.value;
+  await fsp.mkdir(dir, { recursive: true });
+  await writeSafetensors(path.join(dir, ADAPTER_WEIGHTS_FILE), tensors, SAFETENSORS_METADATA);
+  const json = (config.text === undefined ? { ...config.raw, lora_dropout: new PyFloat(config.lora_dropout) } : parseLossless(config.text, ADAPTER_CONFIG_FILE)) as Json;
+  json.inference_mode = true; // as PeftModel.save_pretrained writes it
+  await fsp.writeFile(path.join(dir, ADAPTER_CONFIG_FILE), toPythonJson(json));
+}
+
+async function readAdapterConfig(dir: string): Promise<LoraConfig> {
+  const file = path.join(dir, ADAPTER_CONFIG_FILE);
+  let text: string;
+  let raw: unknown;
+  try {
+    text = await fsp.readFile(file, 'utf8');
+    raw = JSON.parse(text);
+  } catch (e) {
+    throw new ConfigError(ADAPTER_CONFIG_FILE, `cannot read ${file}: ${(e as Error).message}`);
+  }
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new ConfigError(ADAPTER_CONFIG_FILE, 'expected a JSON object', file);
+  return { ...parseLoraConfig(raw as Json, file), text };
+}
+
+/** An adapter key → module path: PEFT's prefix removed, legacy (transformers 4) names mapped to current ones. */
+function adapterKeyToPath(key: string, file: string): string {
+  if (!key.startsWith(PEFT_KEY_PREFIX)) throw new SafetensorsError(file, `adapter keys start with "${PEFT_KEY_PREFIX}"`, key);
+  return toModulePath(key.slice(PEFT_KEY_PREFIX.length));
+}
+
+export interface LoadAdapterOptions {
+  /** Leave the adapter weights trainable (PeftModel.from_pretrained(is_trainable=True)); default false. */
+  trainable?: boolean;
+}
+
+/**
+ * PeftModel.from_pretrained: attaches the LoRA adapter saved in `dir` (adapter_config.json +
+ * adapter_model.safetensors) to `model` and freezes the base weights. Every adapter weight the config
+ * implies must be in the file and nothing else; on any error the model is left as it was.
+ */
+export async function loadLoraAdapter(model: Module, dir: string, options: LoadAdapterOptions = {}): Promise<LoraConfig> {
+  const config = await readAdapterConfig(dir);
+  const file = path.join(dir, ADAPTER_WEIGHTS_FILE);
+  const weights = await SafetensorsFile.open(file);
+  const flags = model.namedParameters().map(([, p]) => [p, p.trainable] as const);
+  try {
+    attachLora(model, config);
+    try {
+      const expected = new Map(loraParameters(model));
+      const plan = new Map<string, string>(); // path → key
+      const unexpected: string[] = [];
+      for (const key of weights.keys()) {
+        const p = adapterKeyToPath(key, file);
+        if (!expected.has(p)) unexpected.push(key);
+        else plan.set(p, key);
+      }
+      const missing = [...expected.keys()].filter((p) => !plan.has(p));
+      if (missing.length > 0 || unexpected.length > 0) {
+        throw new WeightsError(
+          `${file} does not fit the adapter its config describes: ` +
+            (missing.length ? `missing ${missing.length} (e.g. ${PEFT_KEY_PREFIX}${missing[0]})` : '') +
+            (missing.length && unexpected.length ? '; ' : '') +
+            (unexpected.length ? `unexpected ${unexpected.length} (e.g. ${unexpected[0]})` : ''),
+          undefined,
+          file,
+        );
+      }
+      for (const [p, key] of plan) {
+        const param = expected.get(p)!;
+        param.set(await weights.readTensor(key), key);
+        param.trainable = options.trainable ?? false;
+      }
+    } catch (e) {
+      unloadLora(model);
+      for (const [p, flag] of flags) p.trainable = flag;
+      throw e;
+    }
+    return config;
+  } finally {
+    await weights.close();
+  }
+}
