@@ -5,6 +5,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { BackendError } from './errors';
+import { configureNativeMatmul } from './native';
 
 export type BackendName = 'wasm' | 'cpu' | 'tensorflow';
 export const BACKENDS: readonly BackendName[] = ['wasm', 'cpu', 'tensorflow'];
@@ -37,8 +38,12 @@ function loadNodeBinding(): void {
   );
 }
 
-/** Selects and initialises the backend; returns the name tfjs reports. Safe to call repeatedly. */
-export async function setBackend(option?: string): Promise<BackendName> {
+/**
+ * Selects and initialises the backend; returns the name tfjs reports. Safe to call repeatedly.
+ * `native`: matMul on native sgemm (src/native) for wasm/cpu; default VIDEO_LLAVA_NATIVE, else on
+ * when the optional nblas package loads (nativeMatmulNotice() says when it does not).
+ */
+export async function setBackend(option?: string, { native }: { native?: boolean } = {}): Promise<BackendName> {
   const name = resolveBackendName(option);
   if (name === 'wasm') {
     // Registers the backend with tfjs; its .wasm binaries ship inside the package.
@@ -51,5 +56,6 @@ export async function setBackend(option?: string): Promise<BackendName> {
     if (!ok) throw new BackendError(`backend "${name}" failed to initialise`);
   }
   await tf.ready();
+  configureNativeMatmul(native);
   return name;
 }

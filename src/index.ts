@@ -35,3 +35,5 @@ export type { GenerateOptions, GenerateResult, GenerateInputs, TokenEvent } from
 export { BlockKVCache } from './generation/cache';
 export { resolveModel, HubError } from './hub';
 export type { ResolveOptions, DownloadProgress } from './hub';
+export { enableNativeMatmul, disableNativeMatmul, nativeMatmulStatus, nativeMatmulNotice, NATIVE_ENV, THREADS_ENV, DEFAULT_MIN_MACS } from './native';
+export type { NativeMatmulOptions, NativeMatmulStatus } from './native';

@@ -10,6 +10,7 @@ import { VideoLlavaProcessor } from '../processing/processor';
 import { intOption, numberOption, parse, required } from './args';
 import { downloadProgress, loadProgressBar } from './progress';
 import { resolveModel } from '../hub';
+import { nativeMatmulNotice, nativeMatmulStatus } from '../native';
 
 export const GENERATE_HELP = `video-llava generate --model DIR [--video FILE]... [--image FILE]... --prompt TEXT [options]
 
@@ -30,6 +31,8 @@ Answers a question about videos and images, streaming the answer as it is produc
   --do-sample             sample instead of greedy decoding; with --temperature, --top-k, --top-p, --seed
   --repetition-penalty X
   --backend NAME          wasm (default), cpu, or tensorflow (needs @tensorflow/tfjs-node installed)
+  --no-native             keep the backend's own matMul even when native OpenBLAS (optional nblas) is available
+                          (also VIDEO_LLAVA_NATIVE=0; threads: VIDEO_LLAVA_BLAS_THREADS)
   --json                  print one JSON object (answer, ids, timings) instead of streaming text
 
 Example (the shipped demo checkpoint, a tiny random model, so its answer is noise):
@@ -50,6 +53,7 @@ const OPTIONS = {
   seed: { type: 'string' },
   'repetition-penalty': { type: 'string' },
   backend: { type: 'string' },
+  'no-native': { type: 'boolean' },
   revision: { type: 'string' },
   offline: { type: 'boolean' },
   json: { type: 'boolean' },
@@ -82,7 +86,9 @@ export async function generateCommand(argv: string[], log: (line: string) => voi
   const prompt = required(args, 'prompt');
   const images = (args.image as string[] | undefined) ?? [];
   const videos = (args.video as string[] | undefined) ?? [];
-  const backend = await setBackend(args.backend as string | undefined);
+  const backend = await setBackend(args.backend as string | undefined, { native: args['no-native'] ? false : undefined });
+  const notice = nativeMatmulNotice();
+  if (notice && !json) process.stderr.write(`${notice}\n`);
 
   const t0 = Date.now();
   const processor = await VideoLlavaProcessor.fromPretrained(modelDir);
@@ -118,7 +124,7 @@ export async function generateCommand(argv: string[], log: (line: string) => voi
       newTokens: result.newTokens[0].length,
       finishReason: result.finishReason[0],
       backend,
-      matmul: matmulPath(backend),
+      matmul: matmulPath(tf.getBackend()),
     };
     if (json) {
       log(JSON.stringify({ answer, prompt: text.length > 2000 ? undefined : text, newTokenIds: result.newTokens[0], frameIndices: inputs.frameIndices, seed: result.seed, ...summary }));
@@ -136,14 +142,8 @@ export async function generateCommand(argv: string[], log: (line: string) => voi
   }
 }
 
-/** Which matrix-multiply path ran: the native BLAS kernels when registered, else the backend's own. */
+/** Which matrix-multiply path ran: native BLAS when its kernels took calls, else the backend's own. */
 function matmulPath(backend: string): string {
-  try {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const native = require('../native') as { nativeMatmulStatus?: () => { enabled: boolean } };
-    if (native.nativeMatmulStatus?.().enabled) return 'native BLAS';
-  } catch {
-    // the native layer is optional
-  }
-  return tf.getBackend() === backend ? backend : tf.getBackend();
+  const status = nativeMatmulStatus();
+  return status.enabled && status.calls.native > 0 ? `native BLAS (${status.threads} threads)` : backend;
 }
