@@ -1,16 +1,18 @@
 import * as tf from '@tensorflow/tfjs';
 import { WeightsError } from '../errors';
-import { Module, Parameter } from './module';
+import { Module, Parameter, TRANSPOSED_2D } from './module';
 
 /**
- * y = x·Wᵀ + b with W in PyTorch's [out, in] layout, the layout the checkpoint stores.
+ * y = x·Wᵀ + b with W in PyTorch's [out, in] layout, the layout the checkpoint stores. The weight is kept
+ * transposed ([in, out], arranged once at load time) so the forward is a plain matMul: the stock wasm
+ * kernel runs ~10× slower with transposeB.
  *
  * Optional LoRA slot (PEFT's vanilla LoRA): y += lora_B(lora_A(x)) · scaling, with children named as
  * PEFT names them, so the adapter's weights are `<path>.lora_A.weight` [r, in] and
  * `<path>.lora_B.weight` [out, r]. src/training/lora.ts attaches, merges and removes adapters.
  */
 export class Linear extends Module<[tf.Tensor], tf.Tensor> {
-  readonly weight: Parameter; // [out, in]
+  readonly weight: Parameter; // checkpoint [out, in]; stored [in, out]
   readonly bias: Parameter | null; // [out]
   lora_A: Linear | null = null; // [r, in], no bias
   lora_B: Linear | null = null; // [out, r], no bias
@@ -22,7 +24,7 @@ export class Linear extends Module<[tf.Tensor], tf.Tensor> {
     bias = true,
   ) {
     super();
-    this.weight = this.addParameter('weight', [outFeatures, inFeatures]);
+    this.weight = this.addParameter('weight', [outFeatures, inFeatures], TRANSPOSED_2D);
     this.bias = bias ? this.addParameter('bias', [outFeatures]) : null;
   }
 
@@ -30,7 +32,7 @@ export class Linear extends Module<[tf.Tensor], tf.Tensor> {
     return tf.tidy(() => {
       const lead = x.shape.slice(0, -1);
       const x2 = tf.reshape(x, [-1, this.inFeatures]);
-      let y = tf.matMul(x2, this.weight.value, false, true);
+      let y = tf.matMul(x2, this.weight.value); // [rows, in] · [in, out]
       if (this.bias) y = tf.add(y, this.bias.value);
       if (this.lora_A && this.lora_B) y = tf.add(y, tf.mul(this.lora_B.call(this.lora_A.call(x2)), this.loraScaling));
       return tf.reshape(y, [...lead, this.outFeatures]);

@@ -7,6 +7,27 @@ import * as tf from '@tensorflow/tfjs';
 import { WeightsError } from '../errors';
 
 /**
+ * How a parameter is stored when the compute layout differs from the checkpoint layout (e.g. Linear keeps
+ * Wᵀ [in, out] so every forward is a plain x·Wᵀ matMul with no per-call transpose: the stock wasm kernel is
+ * ~10× slower with transposeB). `shape`, set(), checkpointValue() and gradients returned by
+ * valueAndGrads all speak the checkpoint layout; only `value` (the tf.Variable) is in storage layout.
+ */
+export interface ParameterLayout {
+  storageShape(shape: readonly number[]): number[];
+  /** Checkpoint layout → storage layout (a new tensor). */
+  toStorage(t: tf.Tensor): tf.Tensor;
+  /** Storage layout → checkpoint layout (a new tensor). */
+  toCheckpoint(t: tf.Tensor): tf.Tensor;
+}
+
+/** A 2-D weight stored transposed. */
+export const TRANSPOSED_2D: ParameterLayout = {
+  storageShape: ([a, b]) => [b, a],
+  toStorage: (t) => tf.transpose(t),
+  toCheckpoint: (t) => tf.transpose(t),
+};
+
+/**
  * A weight of known shape. It starts empty ("meta") so a model can be built from its config without
  * allocating memory, and is filled once by the loader; it then owns one tf.Variable.
  */
@@ -14,18 +35,23 @@ export class Parameter {
   private variable: tf.Variable | null = null;
 
   constructor(
-    readonly shape: readonly number[],
+    readonly shape: readonly number[], // checkpoint layout
     private trainableFlag = true,
+    readonly layout: ParameterLayout | null = null,
   ) {}
 
   get loaded(): boolean {
     return this.variable !== null;
   }
 
-  /** The tensor; throws when the loader has not filled this parameter. */
+  /** The tensor in storage layout (see ParameterLayout); throws when the loader has not filled it. */
   get value(): tf.Variable {
     if (this.variable === null) throw new WeightsError('parameter used before it was loaded');
     return this.variable;
+  }
+
+  get storageShape(): number[] {
+    return this.layout ? this.layout.storageShape(this.shape) : [...this.shape];
   }
 
   get trainable(): boolean {
@@ -41,7 +67,7 @@ export class Parameter {
     return this.shape.reduce((a, b) => a * b, 1);
   }
 
-  /** Takes ownership of `t` (float32, exact shape). Replaces the previous value if any. */
+  /** Takes ownership of `t` (checkpoint layout, exact shape). Replaces the previous value if any. */
   set(t: tf.Tensor, name = 'parameter'): void {
     if (!shapesEqual(t.shape, this.shape)) {
       t.dispose();
@@ -50,7 +76,10 @@ export class Parameter {
         name,
       );
     }
-    const value = t.dtype === 'float32' ? t : tf.cast(t, 'float32');
+    const value = tf.tidy(() => {
+      const f32 = t.dtype === 'float32' ? t : tf.cast(t, 'float32');
+      return this.layout ? this.layout.toStorage(f32) : f32;
+    });
     if (value !== t) t.dispose();
     if (this.variable === null) {
       this.variable = tf.variable(value, this.trainableFlag);
@@ -58,6 +87,21 @@ export class Parameter {
       this.variable.assign(value);
     }
     value.dispose();
+  }
+
+  /** The value in checkpoint layout, as a new tensor the caller owns. */
+  checkpointValue(): tf.Tensor {
+    return this.toCheckpointLayout(this.value);
+  }
+
+  /** A storage-layout tensor (the value, a gradient, an update) in checkpoint layout; a new tensor. */
+  toCheckpointLayout(t: tf.Tensor): tf.Tensor {
+    return this.layout ? this.layout.toCheckpoint(t) : t.clone();
+  }
+
+  /** A checkpoint-layout tensor in storage layout; a new tensor. */
+  toStorageLayout(t: tf.Tensor): tf.Tensor {
+    return this.layout ? this.layout.toStorage(t) : t.clone();
   }
 
   dispose(): void {
@@ -107,8 +151,8 @@ export abstract class Module<Args extends unknown[] = any[], Out = any> {
     return module;
   }
 
-  protected addParameter(name: string, shape: readonly number[]): Parameter {
-    const p = new Parameter(shape);
+  protected addParameter(name: string, shape: readonly number[], layout: ParameterLayout | null = null): Parameter {
+    const p = new Parameter(shape, true, layout);
     this.params.set(name, p);
     return p;
   }

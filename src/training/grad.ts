@@ -134,7 +134,15 @@ export function valueAndGrads(source: Module | Array<[string, Parameter]>, f: ()
   }
   const grads: NamedGrads = new Map();
   list.forEach((g, i) => {
-    if (g != null) grads.set(params[i][0], g);
+    if (g == null) return;
+    const [name, p] = params[i];
+    // Reported in the checkpoint layout, the shape torch's .grad has (Linear stores Wᵀ).
+    if (p.layout) {
+      grads.set(name, p.toCheckpointLayout(g));
+      g.dispose();
+    } else {
+      grads.set(name, g);
+    }
   });
   return { loss: value as tf.Scalar, grads };
 }

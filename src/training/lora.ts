@@ -221,8 +221,10 @@ export function mergeLora(model: Module): void {
   if (!ADAPTERS.has(model)) throw new WeightsError('the model has no LoRA adapter to merge');
   for (const linear of withAdapters(model)) {
     const trainable = linear.weight.trainable;
-    const merged = tf.tidy(() => tf.add(linear.weight.value, tf.mul(tf.matMul(linear.lora_B!.weight.value, linear.lora_A!.weight.value), linear.loraScaling)));
-    linear.weight.set(merged);
+    // In storage layout (Wᵀ [in, out], Aᵀ [in, r], Bᵀ [r, out]): Wᵀ + (Aᵀ·Bᵀ)·scaling = (W + (B·A)·scaling)ᵀ.
+    const merged = tf.tidy(() => tf.add(linear.weight.value, tf.mul(tf.matMul(linear.lora_A!.weight.value, linear.lora_B!.weight.value), linear.loraScaling)));
+    linear.weight.value.assign(merged);
+    merged.dispose();
     linear.weight.trainable = trainable;
     linear.detachLora();
   }

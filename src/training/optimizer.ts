@@ -66,7 +66,8 @@ export class AdamW {
       }
       const s = this.state.get(name) ?? { step: 0, expAvg: tf.zerosLike(p.value), expAvgSq: tf.zerosLike(p.value) };
       s.step += 1;
-      const next = tf.tidy(() => this.update(p.value, g, s));
+      // grads speak the checkpoint layout (as torch's); the update runs in the parameter's storage layout
+      const next = tf.tidy(() => this.update(p.value, p.layout ? p.toStorageLayout(g) : g, s));
       p.value.assign(next.param);
       tf.dispose([next.param, s.expAvg, s.expAvgSq]);
       s.expAvg = next.expAvg;

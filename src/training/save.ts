@@ -124,17 +124,13 @@ async function removeStaleWeights(dir: string, keep: Set<string>): Promise<void>
 }
 
 async function writeShard(file: string, params: Array<[string, Parameter]>, dtype: SaveDType): Promise<void> {
-  if (dtype === 'float32') {
-    // tf tensors are read one at a time while writing
-    await writeSafetensors(file, Object.fromEntries(params.map(([key, p]) => [key, p.value as tf.Tensor])), SAFETENSORS_METADATA);
-    return;
-  }
-  const entries: TensorEntry[] = params.map(([key, p]) => ({
-    name: key,
-    dtype: SAFETENSORS_DTYPE[dtype],
-    shape: [...p.shape],
-    data: p.value.dataSync() as Float32Array,
-  }));
+  // Values in checkpoint layout (Linear keeps Wᵀ in memory), read to the host one parameter at a time.
+  const entries: TensorEntry[] = params.map(([key, p]) => {
+    const t = p.checkpointValue();
+    const data = t.dataSync() as Float32Array;
+    t.dispose();
+    return { name: key, dtype: dtype === 'float32' ? 'F32' : SAFETENSORS_DTYPE[dtype], shape: [...p.shape], data };
+  });
   await writeSafetensors(file, entries, SAFETENSORS_METADATA);
 }
 
@@ -194,9 +190,13 @@ export async function saveLoraAdapter(model: Module, dir: string): Promise<void>
   const config = loraConfigOf(model);
   if (!config) throw new WeightsError('the model has no LoRA adapter to save (addLora or loadLoraAdapter first)');
   const tensors: Record<string, tf.Tensor> = {};
-  for (const [name, p] of loraParameters(model)) tensors[PEFT_KEY_PREFIX + name] = p.value;
+  for (const [name, p] of loraParameters(model)) tensors[PEFT_KEY_PREFIX + name] = p.checkpointValue();
   await fsp.mkdir(dir, { recursive: true });
-  await writeSafetensors(path.join(dir, ADAPTER_WEIGHTS_FILE), tensors, SAFETENSORS_METADATA);
+  try {
+    await writeSafetensors(path.join(dir, ADAPTER_WEIGHTS_FILE), tensors, SAFETENSORS_METADATA);
+  } finally {
+    tf.dispose(Object.values(tensors));
+  }
   const json = (config.text === undefined ? { ...config.raw, lora_dropout: new PyFloat(config.lora_dropout) } : parseLossless(config.text, ADAPTER_CONFIG_FILE)) as Json;
   json.inference_mode = true; // as PeftModel.save_pretrained writes it
   await fsp.writeFile(path.join(dir, ADAPTER_CONFIG_FILE), toPythonJson(json));

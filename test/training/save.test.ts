@@ -103,7 +103,7 @@ test('the tester with the PEFT adapter merged: saved, reloaded, same logits (and
 test('a model built in code (no config.json to copy) saves a config Python and we can load', async () => {
   const source = await VideoLlavaForConditionalGeneration.fromPretrained(TESTER);
   const model = new VideoLlavaForConditionalGeneration(source.config);
-  for (const [name, p] of model.namedParameters()) p.set(source.getParameter(name).value.clone());
+  for (const [name, p] of model.namedParameters()) p.set(source.getParameter(name).checkpointValue());
   const before = batchLogits(source, batch);
   source.dispose();
   const out = path.join(tmp, 'built');

@@ -9,13 +9,22 @@ import { mergeHeads, scaledDotProductAttention, splitHeads } from '../../layers/
 import { Embedding } from '../../layers/embedding';
 import { Linear } from '../../layers/linear';
 import { ClipMLP } from '../../layers/mlp';
-import { Module, ModuleList, Parameter } from '../../layers/module';
+import { Module, ModuleList, Parameter, ParameterLayout } from '../../layers/module';
 import { LayerNorm } from '../../layers/norm';
 import { ClipVisionConfig, clipGrid } from './config';
 
+/** The conv weight [D, C, p, p] kept as the matmul operand [C·p·p, D] (arranged once at load time). */
+function patchLayout(D: number, C: number, p: number): ParameterLayout {
+  return {
+    storageShape: () => [C * p * p, D],
+    toStorage: (t) => tf.transpose(tf.reshape(t, [D, C * p * p])),
+    toCheckpoint: (t) => tf.reshape(tf.transpose(t), [D, C, p, p]),
+  };
+}
+
 /** Conv2d with kernel = stride = patch and no bias, done as reshape + matmul (no overlap, no padding). */
 export class PatchEmbedding extends Module<[tf.Tensor4D], tf.Tensor3D> {
-  readonly weight: Parameter; // [D, C, p, p]
+  readonly weight: Parameter; // checkpoint [D, C, p, p]; stored [C·p·p, D]
 
   constructor(
     readonly channels: number,
@@ -23,7 +32,7 @@ export class PatchEmbedding extends Module<[tf.Tensor4D], tf.Tensor3D> {
     readonly patch: number,
   ) {
     super();
-    this.weight = this.addParameter('weight', [dim, channels, patch, patch]);
+    this.weight = this.addParameter('weight', [dim, channels, patch, patch], patchLayout(dim, channels, patch));
   }
 
   /** [N, C, H, W] → [N, gh·gw, D], patches in row-major order as conv + flatten(2) gives them. */
@@ -39,8 +48,7 @@ export class PatchEmbedding extends Module<[tf.Tensor4D], tf.Tensor3D> {
         tf.transpose(tf.reshape(cropped, [N, C, gh, p, gw, p]), [0, 2, 4, 1, 3, 5]),
         [N * gh * gw, C * p * p],
       ); // rows flattened in (c, kh, kw) order, the weight's own layout
-      const w = tf.reshape(this.weight.value, [this.dim, C * p * p]);
-      return tf.reshape(tf.matMul(patches, w, false, true), [N, gh * gw, this.dim]);
+      return tf.reshape(tf.matMul(patches, this.weight.value), [N, gh * gw, this.dim]);
     });
   }
 }
