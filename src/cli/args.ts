@@ -1,6 +1,7 @@
 /** Small helpers over node:util parseArgs, so every subcommand reports bad arguments the same way. */
 import { parseArgs, ParseArgsConfig } from 'node:util';
 import { InputError } from '../errors';
+import { GenerateOptions } from '../generation/generate';
 
 export type Options = NonNullable<ParseArgsConfig['options']>;
 
@@ -35,4 +36,25 @@ export function numberOption(values: Record<string, unknown>, name: string): num
   const n = Number(v);
   if (!Number.isFinite(n)) throw new InputError(`--${name}`, `expected a number, found "${String(v)}"`);
   return n;
+}
+
+/** The sampling flags shared by `generate` and `forward --generate`. */
+export const SAMPLING_OPTIONS = {
+  'do-sample': { type: 'boolean' },
+  temperature: { type: 'string' },
+  'top-k': { type: 'string' },
+  'top-p': { type: 'string' },
+  seed: { type: 'string' },
+  'repetition-penalty': { type: 'string' },
+} as const;
+
+export function samplingOptions(values: Record<string, unknown>): Partial<GenerateOptions> {
+  return {
+    doSample: values['do-sample'] === true,
+    temperature: numberOption(values, 'temperature'),
+    topK: values['top-k'] === undefined ? undefined : intOption(values, 'top-k', 0),
+    topP: numberOption(values, 'top-p'),
+    seed: values.seed === undefined ? undefined : intOption(values, 'seed', 0),
+    repetitionPenalty: numberOption(values, 'repetition-penalty'),
+  };
 }

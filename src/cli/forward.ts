@@ -8,7 +8,7 @@ import { InputError } from '../errors';
 import { VideoLlavaForConditionalGeneration, disposeOutput } from '../models/video_llava/modeling';
 import { SafetensorsFile, TensorEntry, writeSafetensors } from '../weights/safetensors';
 import { GenerateResult, generate, loadGenerationConfig } from '../generation/generate';
-import { intOption, numberOption, parse, required } from './args';
+import { SAMPLING_OPTIONS, intOption, parse, required, samplingOptions } from './args';
 
 export const FORWARD_HELP = `video-llava forward --model DIR --inputs IN.safetensors --out OUT.safetensors [options]
 
@@ -39,12 +39,7 @@ const OPTIONS = {
   'hidden-states': { type: 'boolean' },
   generate: { type: 'string' },
   'ignore-eos': { type: 'boolean' },
-  'do-sample': { type: 'boolean' },
-  temperature: { type: 'string' },
-  'top-k': { type: 'string' },
-  'top-p': { type: 'string' },
-  seed: { type: 'string' },
-  'repetition-penalty': { type: 'string' },
+  ...SAMPLING_OPTIONS,
   backend: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
@@ -97,12 +92,7 @@ export async function forwardCommand(argv: string[], log: (line: string) => void
         maxNewTokens: intOption(args, 'generate', 0),
         minNewTokens: args['ignore-eos'] ? intOption(args, 'generate', 0) : undefined,
         eosTokenId: args['ignore-eos'] ? null : undefined,
-        doSample: args['do-sample'] === true,
-        temperature: numberOption(args, 'temperature'),
-        topK: args['top-k'] === undefined ? undefined : intOption(args, 'top-k', 0),
-        topP: numberOption(args, 'top-p'),
-        seed: args.seed === undefined ? undefined : intOption(args, 'seed', 0),
-        repetitionPenalty: numberOption(args, 'repetition-penalty'),
+        ...samplingOptions(args),
       });
     }
     const entries: TensorEntry[] = Object.entries(tensors).map(([name, t]) => ({ name, dtype: 'F32', shape: t.shape, data: t.dataSync() }));

@@ -7,7 +7,7 @@ import { GenerateOptions, generate, loadGenerationConfig } from '../generation/g
 import { VideoLlavaForConditionalGeneration } from '../models/video_llava/modeling';
 import { ChatContent } from '../processing/chat_template';
 import { VideoLlavaProcessor } from '../processing/processor';
-import { intOption, numberOption, parse, required } from './args';
+import { SAMPLING_OPTIONS, intOption, parse, required, samplingOptions } from './args';
 import { downloadProgress, loadProgressBar } from './progress';
 import { resolveModel } from '../hub';
 import { nativeMatmulNotice, nativeMatmulStatus } from '../native';
@@ -46,12 +46,7 @@ const OPTIONS = {
   prompt: { type: 'string' },
   'max-new-tokens': { type: 'string' },
   'num-frames': { type: 'string' },
-  'do-sample': { type: 'boolean' },
-  temperature: { type: 'string' },
-  'top-k': { type: 'string' },
-  'top-p': { type: 'string' },
-  seed: { type: 'string' },
-  'repetition-penalty': { type: 'string' },
+  ...SAMPLING_OPTIONS,
   backend: { type: 'string' },
   'no-native': { type: 'boolean' },
   revision: { type: 'string' },
@@ -102,12 +97,7 @@ export async function generateCommand(argv: string[], log: (line: string) => voi
   const options: GenerateOptions = {
     generationConfig: await loadGenerationConfig(modelDir),
     maxNewTokens: intOption(args, 'max-new-tokens', 60),
-    doSample: args['do-sample'] === true,
-    temperature: numberOption(args, 'temperature'),
-    topK: args['top-k'] === undefined ? undefined : intOption(args, 'top-k', 0),
-    topP: numberOption(args, 'top-p'),
-    seed: args.seed === undefined ? undefined : intOption(args, 'seed', 0),
-    repetitionPenalty: numberOption(args, 'repetition-penalty'),
+    ...samplingOptions(args),
     tokenizer: processor.tokenizer,
     onToken: json ? undefined : (e) => process.stdout.write(e.text[0]),
   };

@@ -17,6 +17,7 @@ import { promises as fsp } from 'fs';
 import * as path from 'path';
 import { listFiles, modelInfo } from '@huggingface/hub';
 import { SafetensorsError } from '../errors';
+import { readIndex } from '../weights/checkpoint';
 import {
   COMMIT_HASH,
   entryEtag,
@@ -66,7 +67,6 @@ export const MODEL_FILES = [
 export const PROCESSOR_FILES = MODEL_FILES.filter((f) => f !== 'config.json' && f !== 'generation_config.json');
 
 /** An index lists one line per tensor; 100 MB is far beyond any real one. */
-const MAX_INDEX_BYTES = 100_000_000;
 const PARALLEL_DOWNLOADS = 4;
 const PROGRESS_INTERVAL_MS = 100;
 
@@ -209,26 +209,8 @@ async function plan(view: RepoView, repo: string, revision: string, patterns: st
 
 /** Shard names of a downloaded or cached index, each checked to stay inside the snapshot. */
 async function readShardNames(indexFile: string): Promise<string[]> {
-  const { size } = await fsp.stat(indexFile);
-  if (size > MAX_INDEX_BYTES) {
-    throw new SafetensorsError(indexFile, `index is ${size} bytes, over the ${MAX_INDEX_BYTES}-byte limit`);
-  }
-  let json: unknown;
-  try {
-    json = JSON.parse(await fsp.readFile(indexFile, 'utf8'));
-  } catch (err) {
-    throw new SafetensorsError(indexFile, `index is not valid JSON: ${(err as Error).message}`);
-  }
-  const weightMap = (json as { weight_map?: unknown } | null)?.weight_map;
-  if (typeof weightMap !== 'object' || weightMap === null || Array.isArray(weightMap)) {
-    throw new SafetensorsError(indexFile, 'index must be a JSON object with a "weight_map" object');
-  }
   const shards = new Set<string>();
-  for (const [tensor, shard] of Object.entries(weightMap)) {
-    if (typeof shard !== 'string') {
-      const found = JSON.stringify(shard);
-      throw new SafetensorsError(indexFile, `weight_map value must be a shard file name, found ${found}`, tensor);
-    }
+  for (const [tensor, shard] of await readIndex(indexFile)) {
     const unsafe = unsafeRepoPath(shard);
     if (unsafe !== undefined) {
       const why = `weight_map names shard "${shard}", which lies outside the repository snapshot: ${unsafe}`;

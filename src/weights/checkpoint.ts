@@ -35,8 +35,8 @@ async function checkDirectory(dir: string): Promise<void> {
   if (!stat.isDirectory()) throw new SafetensorsError(dir, 'checkpoint path is not a directory');
 }
 
-/** Reads the index and returns its weight_map (tensor name -> shard file name). */
-async function readIndex(indexFile: string): Promise<Map<string, string>> {
+/** Reads model.safetensors.index.json and returns its weight_map (tensor name -> shard file name), validated. */
+export async function readIndex(indexFile: string): Promise<Map<string, string>> {
   const { size } = await fsp.stat(indexFile);
   if (size > MAX_INDEX_BYTES) {
     throw new SafetensorsError(indexFile, `index is ${size} bytes, over the ${MAX_INDEX_BYTES}-byte limit`);

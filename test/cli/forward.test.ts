@@ -3,16 +3,10 @@ import * as os from 'os';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
 import { main } from '../../src/cli/main';
+import { capture } from '../helpers/cli';
 import { SafetensorsFile } from '../../src/weights/safetensors';
 import { CASES, diff, modelDir } from '../helpers/fixtures';
 
-function capture(): { out: string[]; err: string[]; restore: () => void } {
-  const out: string[] = [];
-  const err: string[] = [];
-  const o = jest.spyOn(process.stdout, 'write').mockImplementation((s) => (out.push(String(s)), true));
-  const e = jest.spyOn(process.stderr, 'write').mockImplementation((s) => (err.push(String(s)), true));
-  return { out, err, restore: () => (o.mockRestore(), e.mockRestore()) };
-}
 
 describe('video-llava forward', () => {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'vl-forward-'));

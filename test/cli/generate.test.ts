@@ -1,17 +1,11 @@
 import * as path from 'path';
 import { main } from '../../src/cli/main';
+import { capture } from '../helpers/cli';
 
 const ROOT = path.join(__dirname, '..', '..');
 const DEMO = path.join(ROOT, 'assets', 'demo-model');
 const SAMPLE = path.join(ROOT, 'assets', 'sample.mp4');
 
-function capture(): { out: string[]; err: string[]; restore: () => void } {
-  const out: string[] = [];
-  const err: string[] = [];
-  const o = jest.spyOn(process.stdout, 'write').mockImplementation((s) => (out.push(String(s)), true));
-  const e = jest.spyOn(process.stderr, 'write').mockImplementation((s) => (err.push(String(s)), true));
-  return { out, err, restore: () => (o.mockRestore(), e.mockRestore()) };
-}
 
 describe('video-llava generate (shipped demo checkpoint and sample video)', () => {
   test('streams the same answer --json returns, then a one-line summary', async () => {
