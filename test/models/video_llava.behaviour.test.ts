@@ -161,3 +161,21 @@ describe('bad inputs and memory', () => {
     tf.dispose([img, vid]);
   });
 });
+
+describe('wasm memory guard', () => {
+  test('a model whose float32 weights exceed the wasm heap is refused before loading anything', async () => {
+    // Only the wasm backend has the 4 GiB cap; elsewhere the same config passes the guard and fails on
+    // the checkpoint's (tiny) shapes instead.
+    const dir = path.join(tmpRoot, 'huge');
+    fs.mkdirSync(dir);
+    const cfg = JSON.parse(fs.readFileSync(path.join(modelDir('faithful'), 'config.json'), 'utf8'));
+    Object.assign(cfg.text_config, { hidden_size: 4096, intermediate_size: 11008, num_hidden_layers: 32, num_attention_heads: 32, num_key_value_heads: 32, head_dim: 128, vocab_size: 32064 });
+    fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify(cfg));
+    fs.copyFileSync(path.join(modelDir('faithful'), 'model.safetensors'), path.join(dir, 'model.safetensors'));
+    const backend = tf.getBackend();
+    const err = await VideoLlavaForConditionalGeneration.fromPretrained(dir).catch((e) => e);
+    expect(err).toBeInstanceOf(WeightsError);
+    if (backend === 'wasm') expect(err.message).toMatch(/needs 2[5-9]\.\d GiB of float32 weights but the wasm backend's memory is capped at 4 GiB/);
+    else expect(err.message).toMatch(/lacks 270 weights/); // no cap off wasm: fails on the tiny checkpoint instead
+  });
+});

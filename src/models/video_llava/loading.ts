@@ -5,6 +5,7 @@
  */
 import { promises as fsp } from 'fs';
 import * as path from 'path';
+import * as tf from '@tensorflow/tfjs';
 import { WeightsError } from '../../errors';
 import { Parameter } from '../../layers/module';
 import { ResolveOptions, resolveModel } from '../../hub';
@@ -49,6 +50,7 @@ export async function loadVideoLlava(idOrDir: string, options: LoadOptions = {})
   const model = new VideoLlavaForConditionalGeneration(config);
   RAW_CONFIGS.set(model, await fsp.readFile(path.join(dir, 'config.json'), 'utf8'));
   const params = new Map<string, Parameter>(model.namedParameters());
+  checkHeapFits(params, dir);
   const checkpoint = await Checkpoint.open(dir);
   try {
     const plan = planLoad(checkpoint.keys(), params);
@@ -79,6 +81,26 @@ export async function loadVideoLlava(idOrDir: string, options: LoadOptions = {})
     throw e;
   } finally {
     await checkpoint.close();
+  }
+}
+
+/**
+ * The wasm backend keeps every tensor in one WebAssembly memory of at most 4 GiB, and tfjs-backend-wasm
+ * does not report a failed allocation: the tensor silently lands at address 0 over other data (measured
+ * in benchmarks/RESULTS.md). Refuse up front when the float32 weights alone leave too little room.
+ */
+export const WASM_WEIGHT_LIMIT_BYTES = 3.5 * 1024 ** 3;
+
+function checkHeapFits(params: Map<string, Parameter>, dir: string): void {
+  if (tf.getBackend() !== 'wasm') return;
+  let bytes = 0;
+  for (const p of params.values()) bytes += p.size * 4;
+  if (bytes > WASM_WEIGHT_LIMIT_BYTES) {
+    const gib = (b: number) => (b / 1024 ** 3).toFixed(1);
+    throw new WeightsError(
+      `${dir}: the model needs ${gib(bytes)} GiB of float32 weights but the wasm backend's memory is capped at 4 GiB ` +
+        `(${gib(WASM_WEIGHT_LIMIT_BYTES)} GiB for weights); use --backend cpu (or tensorflow with @tensorflow/tfjs-node)`,
+    );
   }
 }
 
