@@ -78,6 +78,16 @@ describe('gradients match torch loss.backward()', () => {
   });
 
   test('(c) every parameter, incl. embeddings, patch embedding, norms, class embedding', async () => {
+    // a warm-up call, then one that must leave the tensor count as it found it (every gradient path,
+    // incl. the patch embedding's two-op layout change, which once leaked its intermediate)
+    const warm = valueAndGrads(model, () => batchLoss(model, batch));
+    tf.dispose(warm.loss);
+    disposeGrads(warm.grads);
+    const before = tf.memory().numTensors;
+    const again = valueAndGrads(model, () => batchLoss(model, batch));
+    tf.dispose(again.loss);
+    disposeGrads(again.grads);
+    expect(tf.memory().numTensors).toBe(before);
     const { loss, grads } = valueAndGrads(model, () => batchLoss(model, batch));
     const { diffs, lossDiff, noGrad } = await checkAgainst('grads_full', grads, loss);
     tf.dispose(loss);
