@@ -4,10 +4,15 @@
  * data-set seed other than the training one.
  *
  *   node tmp/examples/examples/train_demo/evaluate.js [--model assets/trained-model] [--seed 2] [--count 200]
- *        [--media image|video] [--json FILE]
+ *        [--media image|video] [--via-files] [--json FILE]
+ * --via-files writes each video as an .mp4 (H.264, as the shipped sample) and passes the file, as the CLI does.
  * Prints a markdown table (the one in assets/trained-model/README.md) and the failures.
  */
 import { promises as fsp } from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { writeVideo } from '../../src/data/media';
+import type { RawImage } from '../../src/processing/image';
 import { setBackend } from '../../src/backend';
 import { QUESTION_TYPES, QuestionType, ShapesExample, makeExample, questionsFor } from '../../src/data/questions';
 import { generate } from '../../src/generation/generate';
@@ -36,13 +41,26 @@ export interface Evaluation {
  * Asks every answerable question of each example (phrasing drawn per example from `seed`), one batch of
  * left-padded prompts per example, and compares the greedy answers with the expected ones.
  */
-export async function evaluate(model: VideoLlavaForConditionalGeneration, processor: VideoLlavaProcessor, list: ShapesExample[], seed: number): Promise<Evaluation> {
+export async function evaluate(
+  model: VideoLlavaForConditionalGeneration,
+  processor: VideoLlavaProcessor,
+  list: ShapesExample[],
+  seed: number,
+  options: EvaluateOptions = {},
+): Promise<Evaluation> {
   const byType = Object.fromEntries(QUESTION_TYPES.map((t) => [t, { correct: 0, total: 0 }])) as Record<QuestionType, Tally>;
   const failures: Evaluation['failures'] = [];
   for (const ex of list) {
     const qa = questionsFor(ex.facts, new Rng(hashSeed(seed, ex.index, 0x5a)));
     const prompts = qa.map((q) => promptFor(ex.facts.media, q.question));
-    const media = ex.facts.media === 'image' ? { images: qa.map(() => ex.frames[0]) } : { videos: qa.map(() => ({ frames: ex.frames })) };
+    let media: { images: RawImage[] } | { videos: Array<string | { frames: RawImage[] }> };
+    if (ex.facts.media === 'image') media = { images: qa.map(() => ex.frames[0]) };
+    else if (options.videoDir) {
+      // the CLI's path: an H.264 file (lossy, yuv420p) decoded again by ffmpeg
+      const file = path.join(options.videoDir, `${seed}-${ex.index}.mp4`);
+      await writeVideo(ex.frames, file);
+      media = { videos: qa.map(() => file) };
+    } else media = { videos: qa.map(() => ({ frames: ex.frames })) };
     const inputs = await processor.call(prompts, { ...media, padding: true });
     try {
       const result = await generate(model, inputs, { maxNewTokens: 12, eosTokenId: processor.tokenizer.eosTokenId, padTokenId: processor.tokenizer.padTokenId });
@@ -57,6 +75,11 @@ export async function evaluate(model: VideoLlavaForConditionalGeneration, proces
     }
   }
   return { byType, failures };
+}
+
+export interface EvaluateOptions {
+  /** Write each video as an .mp4 into this folder and give the processor the file (default: decoded frames). */
+  videoDir?: string;
 }
 
 export function table(e: Evaluation): string {
@@ -81,7 +104,9 @@ async function main(): Promise<void> {
   const media = arg('media', '');
   if (media !== '' && media !== 'image' && media !== 'video') throw new Error(`--media: expected image or video, found ${media}`);
   const list = Array.from({ length: count }, (_, i) => makeExample(seed, i, { ...exampleOptions(cfg), media: media || undefined }));
-  const e = await evaluate(model, processor, list, seed);
+  const viaFiles = process.argv.includes('--via-files');
+  const videoDir = viaFiles ? await fsp.mkdtemp(path.join(os.tmpdir(), 'video-llava-eval-')) : undefined;
+  const e = await evaluate(model, processor, list, seed, { videoDir }).finally(() => videoDir && fsp.rm(videoDir, { recursive: true, force: true }));
   console.log(`held-out seed ${seed}, ${count} examples (${list.filter((x) => x.facts.media === 'video').length} videos), ${((Date.now() - t0) / 1000).toFixed(0)} s\n`);
   console.log(table(e));
   const shown = e.failures.slice(0, 30);

@@ -1,15 +1,17 @@
 /**
  * Stage 1 of the demo's training: the image tower learns to see the shapes before the language model
- * learns to talk about them, as Video-LLaVA's CLIP/LanguageBind towers were trained before it. Three
- * temporary linear heads on the mean of the tower's last hidden states classify each frame's shape,
- * colour and number of shapes; frames come from images and from random frames of videos. Afterwards the
+ * learns to talk about them, as Video-LLaVA's CLIP/LanguageBind towers were trained before it. Temporary
+ * linear heads on the mean of the tower's last hidden states classify each frame's shape, colour and
+ * number of shapes and regress where a single shape is (so that the features carry position: RoPE
+ * gives the decoder positions only through attention weights, never in the values it reads, and a
+ * direction of motion needs them); frames come from images and from random frames of videos. Afterwards the
  * heads are dropped and the video tower starts as a copy of the image tower (same architecture, frames are
  * images). Measured: without this stage the decoder's answer loss alone teaches the towers colour and
  * count within a few hundred steps but shape hardly at all.
  */
 import * as tf from '@tensorflow/tfjs';
-import { ExampleOptions, makeExample } from '../../src/data/questions';
-import { COLOUR_NAMES, MAX_COUNT, SHAPES, SceneFacts } from '../../src/data/shapes';
+import { ExampleOptions, ShapesExample, makeExample } from '../../src/data/questions';
+import { COLOUR_NAMES, MAX_COUNT, SHAPES } from '../../src/data/shapes';
 import { Parameter } from '../../src/layers/module';
 import { ClipVisionModel } from '../../src/models/clip/modeling';
 import { VideoLlavaForConditionalGeneration } from '../../src/models/video_llava/modeling';
@@ -26,18 +28,28 @@ export interface VisionPretrainingConfig {
   dataSeed: number;
 }
 
-/** What one frame shows: its shape count, and the shape and colour when there is one. */
-export function frameLabels(facts: SceneFacts, t: number): { count: number; shape: number; colour: number } {
+interface FrameLabels {
+  count: number;
+  shape: number;
+  colour: number;
+  /** Centre of the shape when there is exactly one, else null. */
+  centre: [number, number] | null;
+}
+
+/** What frame t of an example shows: its shape count, the shape and colour when there is one, where a single shape is. */
+export function frameLabels(ex: ShapesExample, t: number): FrameLabels {
+  const { facts } = ex;
   const k = facts.changeFrame ?? 0;
-  const visible = facts.event === 'appear' ? t >= k : facts.event === 'disappear' ? t < k : true;
   const colour = facts.event === 'recolour' && t >= k ? facts.toColour! : facts.colour;
-  return { count: visible ? facts.count : 0, shape: SHAPES.indexOf(facts.shape), colour: COLOUR_NAMES.indexOf(colour) };
+  const drawn = ex.shapes[t];
+  return { count: drawn.length, shape: SHAPES.indexOf(facts.shape), colour: COLOUR_NAMES.indexOf(colour), centre: drawn.length === 1 ? [drawn[0].x, drawn[0].y] : null };
 }
 
 interface Heads {
   shape: Parameter; // [4, D]
   colour: Parameter; // [6, D]
   count: Parameter; // [MAX_COUNT + 1, D]
+  centre: Parameter; // [2, D]: (x, y) of a single shape, regressed
 }
 
 function crossEntropy(logits: tf.Tensor2D, labels: number[], mask: number[]): tf.Scalar {
@@ -63,7 +75,12 @@ export function pretrainVisionTower(
 ): Record<'shape' | 'colour' | 'count', number> {
   const D = tower.config.hidden_size;
   const rng = new Rng(hashSeed(cfg.dataSeed, 0x4ead5));
-  const heads: Heads = { shape: new Parameter([SHAPES.length, D]), colour: new Parameter([COLOUR_NAMES.length, D]), count: new Parameter([MAX_COUNT + 1, D]) };
+  const heads: Heads = {
+    shape: new Parameter([SHAPES.length, D]),
+    colour: new Parameter([COLOUR_NAMES.length, D]),
+    count: new Parameter([MAX_COUNT + 1, D]),
+    centre: new Parameter([2, D]),
+  };
   for (const p of Object.values(heads)) p.set(tf.tensor(Array.from({ length: p.size }, () => 0.02 * rng.normal()), [...p.shape], 'float32'));
   const params: Array<[string, Parameter]> = [
     ...tower.namedParameters().filter(([n]) => !n.startsWith('post_layernorm')),
@@ -83,21 +100,27 @@ export function pretrainVisionTower(
         const ex = makeExample(cfg.dataSeed, step * B + i, examples);
         const t = rng.int(0, ex.frames.length - 1);
         pixels.set(preprocessImage(ex.frames[t], pre), i * 3 * size * size);
-        return frameLabels(ex.facts, t);
+        return frameLabels(ex, t);
       });
       const visible = labels.map((l) => (l.count > 0 ? 1 : 0));
       const predictions: Record<string, Int32Array> = {};
+      let centreLoss = 0;
       const input = tf.tensor4d(pixels, [B, 3, size, size]);
       const { loss, grads } = valueAndGrads(params, () => {
         const { hiddenStates } = tower.call(input);
         const pooled = tf.mean(hiddenStates[hiddenStates.length - 1]!, 1) as tf.Tensor2D; // [B, D]
         const logits = (p: Parameter) => tf.matMul(pooled, p.value, false, true) as tf.Tensor2D;
-        const terms: Array<[keyof Heads, number[], number[]]> = [
+        // where the single shape is, so that the features say where a shape is and a decoder can follow it over frames
+        const single: number[] = labels.map((l) => (l.centre ? 1 : 0));
+        const target = tf.tensor2d(labels.map((l) => (l.centre ? l.centre.map((v) => 4 * (v - 0.5)) : [0, 0]))); // [B, 2], about ±1
+        const err = tf.sum(tf.square(tf.sub(logits(heads.centre), target)), 1);
+        let total = tf.div(tf.sum(tf.mul(err, tf.tensor1d(single))), Math.max(1, single.reduce((a, b) => a + b, 0))) as tf.Scalar;
+        centreLoss = total.dataSync()[0];
+        const terms: Array<[Exclude<keyof Heads, 'centre'>, number[], number[]]> = [
           ['shape', labels.map((l) => l.shape), visible],
           ['colour', labels.map((l) => l.colour), visible],
           ['count', labels.map((l) => l.count), labels.map(() => 1)],
         ];
-        let total = tf.scalar(0);
         for (const [name, y, mask] of terms) {
           const z = logits(heads[name]);
           predictions[name] = tf.argMax(z, 1).dataSync() as Int32Array;
@@ -123,7 +146,7 @@ export function pretrainVisionTower(
       });
       if ((step + 1) % logEvery === 0 || step + 1 === cfg.steps) {
         last = { shape: correct.shape / seen.shape, colour: correct.colour / seen.colour, count: correct.count / seen.count };
-        log(`vision step ${String(step + 1).padStart(4)}  loss ${lossValue.toFixed(4)}  accuracy (training frames) shape ${last.shape.toFixed(3)} colour ${last.colour.toFixed(3)} count ${last.count.toFixed(3)}`);
+        log(`vision step ${String(step + 1).padStart(4)}  loss ${lossValue.toFixed(4)}  accuracy (training frames) shape ${last.shape.toFixed(3)} colour ${last.colour.toFixed(3)} count ${last.count.toFixed(3)}, centre error ${(Math.sqrt(centreLoss / 2) / 4).toFixed(3)} of the side`);
         for (const k of Object.keys(correct) as Array<keyof typeof correct>) correct[k] = seen[k] = 0;
       }
     }

@@ -8,9 +8,12 @@
  *   npx tsc -p tsconfig.json --outDir tmp/examples
  *   node tmp/examples/examples/train_demo/train.js [--out assets/trained-model] [--work tmp/train_demo]
  *        [--steps N] [--fresh]
- * It checkpoints to --work every `checkpointEvery` steps (weights, AdamW moments, step) and resumes from
- * there unless --fresh is given: example i of step s is example s·batchSize + i of the data set, so a
- * resumed run sees the same data it would have seen.
+ * Stage 1 (pretrain_vision.ts) trains the image tower alone with temporary heads and copies it into the
+ * video tower; stage 2 trains every parameter on multi-turn conversations (plus a share of single-turn
+ * direction questions, see directionFocus in common.ts).
+ * It checkpoints to --work after stage 1 and every `checkpointEvery` steps (weights, AdamW moments, step)
+ * and resumes from there unless --fresh is given: the examples of a step depend only on the step number
+ * (stepExamples), so a resumed run sees the same data it would have seen.
  */
 import { promises as fsp } from 'fs';
 import * as path from 'path';
@@ -25,7 +28,7 @@ import { countParameters } from '../../src/training/params';
 import { savePretrained } from '../../src/training/save';
 import { SafetensorsFile, writeSafetensors } from '../../src/weights/safetensors';
 import { copyImageTowerToVideoTower, pretrainVisionTower } from './pretrain_vision';
-import { Batch, TrainConfig, demoTokenizerFiles, disposeBatch, exampleOptions, examples, initWeights, makeBatch, modelConfig, preprocessorConfig, readTrainConfig, writeSideFiles } from './common';
+import { Batch, TrainConfig, demoTokenizerFiles, disposeBatch, exampleOptions, initWeights, stepExamples, makeBatch, modelConfig, preprocessorConfig, readTrainConfig, writeSideFiles } from './common';
 
 function arg(name: string, fallback?: string): string | undefined {
   const i = process.argv.indexOf(`--${name}`);
@@ -128,7 +131,7 @@ async function main(): Promise<void> {
   let lossCount = 0;
   for (let step = progress.step; step < t.steps; step++) {
     opt.lr = learningRate(step, t);
-    const batch: Batch = makeBatch(examples(cfg.dataSeed, step * t.batchSize, t.batchSize, options), tokenizer, cfg, pre);
+    const batch: Batch = makeBatch(stepExamples(cfg, step), tokenizer, cfg, pre);
     try {
       const { loss, gradNorm } = trainStep(
         opt,

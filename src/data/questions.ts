@@ -14,7 +14,7 @@
  */
 import type { RawImage } from '../processing/image';
 import { Rng, hashSeed } from './rng';
-import { COLOUR_NAMES, DIRECTIONS, RenderOptions, SHAPES, SceneFacts, SceneOptions, ShapeName, renderScene, sampleScene } from './shapes';
+import { COLOUR_NAMES, DIRECTIONS, Placed, RenderOptions, SHAPES, SceneFacts, SceneOptions, ShapeName, renderScene, sampleScene } from './shapes';
 
 export const QUESTION_TYPES = ['shape', 'colour', 'direction', 'count', 'change', 'describe'] as const;
 export type QuestionType = (typeof QUESTION_TYPES)[number];
@@ -144,6 +144,8 @@ export interface ShapesExample {
   facts: SceneFacts;
   /** One frame for an image, VIDEO_FRAMES for a video. */
   frames: RawImage[];
+  /** The shapes drawn in each frame (positions and radii as fractions of the side). */
+  shapes: Placed[][];
   /** The questions of its training conversation (see conversationTurns), in a random phrasing. */
   qa: QaPair[];
 }
@@ -154,5 +156,5 @@ export function makeExample(seed: number, index: number, options: ExampleOptions
   const scene = sampleScene(rng, options);
   const qa = conversationTurns(scene.facts, rng); // before rendering: the render size must not change the questions
   const frames = renderScene(scene, rng, options);
-  return { seed, index, facts: scene.facts, frames, qa };
+  return { seed, index, facts: scene.facts, frames, shapes: scene.frames, qa };
 }
