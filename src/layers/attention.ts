@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { nativeMatmulStatus } from '../native';
 
 /**
  * The additive mask value for disallowed positions: float32's lowest finite value, as the reference's
@@ -20,6 +21,7 @@ export function scaledDotProductAttention(
   mask: tf.Tensor | null,
   returnProbs = false,
 ): { output: tf.Tensor4D; probs?: tf.Tensor4D } {
+  if (!returnProbs && useHeadByHead(q, k)) return { output: headByHeadAttention(q, k, v, scale, mask) };
   const probsOut: { probs?: tf.Tensor4D } = {};
   const output = tf.tidy(() => {
     const groups = q.shape[1] / k.shape[1];
@@ -32,6 +34,59 @@ export function scaledDotProductAttention(
     return tf.matMul(probs, vv) as tf.Tensor4D;
   });
   return { output, ...probsOut };
+}
+
+/**
+ * Attention products at least this big (query rows × key columns) go head by head on the stock wasm
+ * backend. Its BatchMatMul hands a product to XNNPACK only for a single [M, K]·[K, N] pair with the right
+ * operand not transposed; batched products (batch = heads) and q·kᵀ run on a scalar loop at 2–3 GFLOPS.
+ * One 2-D product per head runs at ~10 GFLOPS at 512 positions (benchmarks/RESULTS.md); below 64 × 64 the
+ * per-call overhead wins.
+ */
+export const HEAD_BY_HEAD_MIN_SCORES = 64 * 64;
+
+/** Whether scaledDotProductAttention goes head by head for these shapes on the current backend. */
+export function useHeadByHead(q: { shape: readonly number[] }, k: { shape: readonly number[] }): boolean {
+  if (q.shape[2] * k.shape[2] < HEAD_BY_HEAD_MIN_SCORES || q.shape[0] * q.shape[1] < 2) return false;
+  return tf.getBackend() === 'wasm' && nativeMatmulStatus().path !== 'native';
+}
+
+/**
+ * The same result, one head at a time: q_h · (k_h)ᵀ as a plain product with kᵀ laid out once per call,
+ * mask, softmax, · v_h; grouped heads index their key/value head instead of repeating it. Only one
+ * head's [Lq, Lk] scores exist at a time (the batched path holds B·H of them, several times over).
+ */
+function headByHeadAttention(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, scale: number, mask: tf.Tensor | null): tf.Tensor4D {
+  return tf.tidy(() => {
+    const [B, H, Lq, D] = q.shape;
+    const [, Hkv, Lk] = k.shape;
+    const groups = H / Hkv;
+    const qs = tf.unstack(tf.reshape(q, [B * H, Lq, D]));
+    const kts = tf.unstack(tf.reshape(tf.transpose(k, [0, 1, 3, 2]), [B * Hkv, D, Lk]));
+    const vs = tf.unstack(tf.reshape(v, [B * Hkv, Lk, D]));
+    let masks: tf.Tensor[] = [];
+    let maskB = 1;
+    let maskH = 1;
+    if (mask) {
+      const shape = [...new Array<number>(4 - mask.rank).fill(1), ...mask.shape];
+      [maskB, maskH] = shape;
+      masks = tf.unstack(tf.reshape(mask, [maskB * maskH, shape[2], shape[3]]));
+    }
+    const outputs: tf.Tensor[] = [];
+    for (let b = 0; b < B; b++) {
+      for (let h = 0; h < H; h++) {
+        const kv = b * Hkv + Math.floor(h / groups);
+        outputs.push(
+          tf.tidy(() => {
+            let scores = tf.mul(tf.matMul(qs[b * H + h], kts[kv]), scale);
+            if (mask) scores = tf.add(scores, masks[(b % maskB) * maskH + (h % maskH)]);
+            return tf.matMul(tf.softmax(scores, -1), vs[kv]);
+          }),
+        );
+      }
+    }
+    return tf.reshape(tf.stack(outputs), [B, H, Lq, D]) as tf.Tensor4D;
+  });
 }
 
 /** [B, Hkv, L, D] → [B, Hkv·n, L, D], each head repeated n times in place (torch repeat_kv order). */
