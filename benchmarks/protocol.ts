@@ -25,17 +25,20 @@ export type Request =
   | { id: number; cmd: 'run'; key: string; threads?: number; attn?: Attn; minMs: number }
   | { id: number; cmd: 'memory'; key: string; threads?: number; attn?: Attn }
   | { id: number; cmd: 'release'; key: string }
+  | { id: number; cmd: 'unload' }
   | { id: number; cmd: 'gemm'; batch: number; m: number; k: number; n: number; transB: boolean; layout: GemmLayout; threads?: number; repeats: number }
   | { id: number; cmd: 'experiment'; name: string; args: Record<string, unknown> }
   | { id: number; cmd: 'stats' }
   | { id: number; cmd: 'exit' };
 
 /**
- * model: tf.matMul as the model issues it (x·Wᵀ with W stored [out, in]); pretransposed: the same
- * product with the right operand stored [in, out] (x·W). A worker started with --native measures
- * tf.matMul through the native kernels.
+ * model: the product as the worker's model issues it. tfjs: a Linear (batch 1) is x·W with W stored
+ * [in, out] (arranged at load time); attention products (batch = heads) go one 2-D product per head on
+ * stock wasm where the model does (src/layers/attention.ts, useHeadByHead), else one batched call with the
+ * right operand transposed as in the spec. torch: F.linear's x·Wᵀ and torch.matmul. A worker started with
+ * --native measures tf.matMul through the native kernels.
  */
-export type GemmLayout = 'model' | 'pretransposed';
+export type GemmLayout = 'model';
 
 export interface Hello {
   impl: string; // "tfjs-wasm", "torch"

@@ -52,7 +52,7 @@ export interface RooflineRow {
   n: number;
   transB: boolean;
   flops: number;
-  /** GFLOPS per layout/variant: tfjs-model (x·Wᵀ as the model runs it), tfjs-pretransposed, native, torch-1t, torch-2t. */
+  /** GFLOPS per layout/variant: tfjs-model (stock wasm, as the model runs it), native-Nt, torch-1t, torch-2t. */
   gflops: Record<string, number | null>;
   raw: Record<string, GemmResult | { error: string }>;
 }

@@ -313,16 +313,11 @@ async function measureStage(pool: Pool, plan: StagePlan, opts: Options): Promise
   return { ...plan.result, variants };
 }
 
-/** The GEMM columns of the roofline: tfjs as the model runs it and pre-transposed, native kernels, torch. */
-function gemmColumns(pool: Pool): Array<{ name: string; worker: string; layout: 'model' | 'pretransposed'; threads?: number }> {
-  const cols: Array<{ name: string; worker: string; layout: 'model' | 'pretransposed'; threads?: number }> = [
-    { name: 'tfjs-model', worker: 'tfjs-wasm', layout: 'model' },
-    { name: 'tfjs-pretransposed', worker: 'tfjs-wasm', layout: 'pretransposed' },
-  ];
-  for (const w of pool.workers.keys()) if (w.includes('+native')) cols.push({ name: w.replace('tfjs-wasm+', ''), worker: w, layout: 'model' });
-  if (pool.workers.has('torch')) {
-    cols.push({ name: 'torch-1t', worker: 'torch', layout: 'model', threads: 1 }, { name: 'torch-2t', worker: 'torch', layout: 'model', threads: 2 });
-  }
+/** The GEMM columns of the roofline: tfjs as the model runs it (stock wasm, native kernels), torch. */
+function gemmColumns(pool: Pool): Array<{ name: string; worker: string; threads?: number }> {
+  const cols: Array<{ name: string; worker: string; threads?: number }> = [{ name: 'tfjs-model', worker: 'tfjs-wasm' }];
+  for (const w of pool.workers.keys()) if (w.includes('+native')) cols.push({ name: w.replace('tfjs-wasm+', ''), worker: w });
+  if (pool.workers.has('torch')) cols.push({ name: 'torch-1t', worker: 'torch', threads: 1 }, { name: 'torch-2t', worker: 'torch', threads: 2 });
   return cols;
 }
 
@@ -333,12 +328,8 @@ async function roofline(pool: Pool, plans: StagePlan[]): Promise<RooflineRow[]> 
   for (const g of shapes) {
     const row: RooflineRow = { label: g.label, shape: gemmKey(g), batch: g.batch, m: g.m, k: g.k, n: g.n, transB: g.transB, flops: 2 * g.batch * g.m * g.k * g.n, gflops: {}, raw: {} };
     for (const col of gemmColumns(pool)) {
-      if (col.layout === 'pretransposed' && !g.transB) {
-        row.gflops[col.name] = row.gflops['tfjs-model']; // same product
-        continue;
-      }
       try {
-        const r = await pool.workers.get(col.worker)!.request<GemmResult>({ cmd: 'gemm', batch: g.batch, m: g.m, k: g.k, n: g.n, transB: g.transB, layout: col.layout, threads: col.threads, repeats: 2 });
+        const r = await pool.workers.get(col.worker)!.request<GemmResult>({ cmd: 'gemm', batch: g.batch, m: g.m, k: g.k, n: g.n, transB: g.transB, layout: 'model', threads: col.threads, repeats: 2 });
         row.gflops[col.name] = r.gflops;
         row.raw[col.name] = r;
       } catch (e) {
@@ -422,6 +413,7 @@ async function benchConfig(cfg: BenchConfig, opts: Options, log: fs.WriteStream,
     }
     if (opts.roofline) {
       progress(`${cfg.name}: GEMM roofline`);
+      for (const [name, w] of pool.workers) if (name.startsWith('tfjs')) await w.request({ cmd: 'unload' });
       result.roofline = await roofline(pool, plans);
       gemmBounds(result.stages, plans, result.roofline);
     }
@@ -504,14 +496,16 @@ async function torchPrefillAtRealLength(pool: Pool, cfg: BenchConfig): Promise<R
 async function tfjsPrefillAtRealLength(cfg: BenchConfig, dir: string, opts: Options, log: fs.WriteStream): Promise<Record<string, unknown>> {
   const out: Record<string, unknown> = {};
   const threads = Math.max(0, ...opts.nativeThreads);
-  if (threads === 0) return { skipped: 'needs the native matmul (--native-threads)' };
   const key = `prefill@${REAL_PROMPT}`;
   const stage: StageSpec = { kind: 'prefill', ids: textIds(cfg.config, REAL_PROMPT) };
-  for (const backend of opts.realPrefillCpu ? ['wasm', 'cpu'] : ['wasm']) {
-    const name = `tfjs-${backend}+native-${threads}t`;
+  // stock wasm (head-by-head attention keeps one head's scores at a time), then the native columns
+  const runs: Array<{ backend: string; native: boolean }> = [{ backend: 'wasm', native: false }];
+  if (threads > 0) runs.push({ backend: 'wasm', native: true }, ...(opts.realPrefillCpu ? [{ backend: 'cpu', native: true }] : []));
+  for (const { backend, native } of runs) {
+    const name = native ? `tfjs-${backend}+native-${threads}t` : `tfjs-${backend}`;
     progress(`experiment prefill of ${REAL_PROMPT} tokens on ${name} (fresh process)`);
     const env = { ...process.env, VIDEO_LLAVA_BLAS_THREADS: String(threads), OPENBLAS_NUM_THREADS: String(threads) };
-    const w = new Worker(name, process.execPath, ['--expose-gc', TS_WORKER, '--backend', backend, '--native'], log, env);
+    const w = new Worker(name, process.execPath, ['--expose-gc', TS_WORKER, '--backend', backend, ...(native ? ['--native'] : [])], log, env);
     const r: Record<string, unknown> = {};
     try {
       r.hello = await w.request<Hello>({ cmd: 'hello' });

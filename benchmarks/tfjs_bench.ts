@@ -13,6 +13,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import * as readline from 'readline';
 import * as tf from '@tensorflow/tfjs';
+import { useHeadByHead } from '../src/layers/attention';
 import { setBackend } from '../src/backend';
 import { DynamicCache } from '../src/generation/cache';
 import { featureLayers } from '../src/models/video_llava/config';
@@ -243,23 +244,39 @@ async function load(dir: string): Promise<LoadResult> {
 
 function gemm(r: Extract<Request, { cmd: 'gemm' }>): GemmResult {
   const { batch, m, k, n } = r;
-  const lead = batch > 1 ? [batch] : [];
   const flops = 2 * batch * m * k * n;
-  const transB = r.layout === 'model' ? r.transB : false;
-  const a = tf.randomUniform([...lead, m, k], -1, 1, 'float32', 1);
-  const b = tf.randomUniform([...lead, ...(transB ? [n, k] : [k, n])], -1, 1, 'float32', 2);
+  let operands: tf.Tensor[];
+  let product: () => tf.Tensor[];
+  if (batch === 1) {
+    // a Linear: the weight is stored [in, out], so x·W with no transpose (Parameter.layout)
+    const a = tf.randomUniform([m, k], -1, 1, 'float32', 1);
+    const b = tf.randomUniform([k, n], -1, 1, 'float32', 2);
+    operands = [a, b];
+    product = () => [tf.matMul(a, b)];
+  } else if (useHeadByHead({ shape: [1, batch, m, k] }, { shape: [1, batch, n, k] })) {
+    // attention on stock wasm: one [m, k]·[k, n] product per head (kᵀ is laid out once per call, not timed)
+    const as = Array.from({ length: batch }, (_, i) => tf.randomUniform([m, k], -1, 1, 'float32', 1 + 2 * i));
+    const bs = Array.from({ length: batch }, (_, i) => tf.randomUniform([k, n], -1, 1, 'float32', 2 + 2 * i));
+    operands = [...as, ...bs];
+    product = () => as.map((a, i) => tf.matMul(a, bs[i]));
+  } else {
+    const a = tf.randomUniform([batch, m, k], -1, 1, 'float32', 1);
+    const b = tf.randomUniform(r.transB ? [batch, n, k] : [batch, k, n], -1, 1, 'float32', 2);
+    operands = [a, b];
+    product = () => [tf.matMul(a, b, false, r.transB)];
+  }
   const once = () => {
     const t0 = performance.now();
-    const c = tf.matMul(a, b, false, transB);
-    c.dataSync();
+    const out = product();
+    for (const c of out) c.dataSync();
     const ms = performance.now() - t0;
-    c.dispose();
+    tf.dispose(out);
     return ms;
   };
   try {
     return timeRepeats(once, r.repeats, flops);
   } finally {
-    tf.dispose([a, b]);
+    tf.dispose(operands);
   }
 }
 
@@ -508,6 +525,13 @@ async function handle(req: Request, hello: Hello): Promise<unknown> {
     case 'release':
       stages.get(req.key)?.dispose();
       stages.delete(req.key);
+      return {};
+    case 'unload':
+      // frees the heap for the roofline (next to the slice and XNNPACK's packed weights, stock wasm is near 4 GiB)
+      for (const st of stages.values()) st.dispose();
+      stages.clear();
+      model?.dispose();
+      model = null;
       return {};
     case 'gemm':
       return gemm(req);

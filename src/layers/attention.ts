@@ -45,9 +45,21 @@ export function scaledDotProductAttention(
  */
 export const HEAD_BY_HEAD_MIN_SCORES = 64 * 64;
 
+/**
+ * On any backend, attention whose float32 scores for all heads would take at least this many bytes goes
+ * head by head: the batched path holds [B, H, Lq, Lk] scores several times over (scores, masked,
+ * probabilities: 1.6 GiB for a 2074-token prompt at 32 heads), which the 4 GiB wasm heap cannot hold next
+ * to a model; head by head holds one head's.
+ */
+export const HEAD_BY_HEAD_MIN_SCORE_BYTES = 64 * 2 ** 20;
+
 /** Whether scaledDotProductAttention goes head by head for these shapes on the current backend. */
 export function useHeadByHead(q: { shape: readonly number[] }, k: { shape: readonly number[] }): boolean {
-  if (q.shape[2] * k.shape[2] < HEAD_BY_HEAD_MIN_SCORES || q.shape[0] * q.shape[1] < 2) return false;
+  const [B, H, Lq] = q.shape;
+  const Lk = k.shape[2];
+  if (B * H < 2) return false; // the batched call is already a single product
+  if (4 * B * H * Lq * Lk >= HEAD_BY_HEAD_MIN_SCORE_BYTES) return true;
+  if (Lq * Lk < HEAD_BY_HEAD_MIN_SCORES) return false;
   return tf.getBackend() === 'wasm' && nativeMatmulStatus().path !== 'native';
 }
 

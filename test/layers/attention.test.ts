@@ -1,17 +1,18 @@
 /**
- * The head-by-head attention path (stock wasm, products ≥ 64 × 64): same values and gradients as the
+ * The head-by-head attention path (stock wasm, products ≥ 64 × 64; any backend when all heads' scores
+ * would take ≥ 64 MiB): same values and gradients as the
  * batched path. Its parity with Python comes from the model fixtures whose prompts are long enough to take
  * it (asserted below), e.g. tester/batch_padded (GQA 4/2 heads, left-padded masks) and slice7b.
  */
 import * as tf from '@tensorflow/tfjs';
-import { HEAD_BY_HEAD_MIN_SCORES, MASK_MIN, scaledDotProductAttention, useHeadByHead } from '../../src/layers/attention';
+import { HEAD_BY_HEAD_MIN_SCORE_BYTES, HEAD_BY_HEAD_MIN_SCORES, MASK_MIN, scaledDotProductAttention, useHeadByHead } from '../../src/layers/attention';
 import { nativeMatmulStatus } from '../../src/native';
 import { registerTrainingKernels } from '../../src/training/grad';
 
 const stockWasm = () => tf.getBackend() === 'wasm' && nativeMatmulStatus().path !== 'native';
 
 function random(shape: number[], seed: number): tf.Tensor4D {
-  return tf.randomNormal(shape, 0, 1, 'float32', seed) as tf.Tensor4D;
+  return tf.randomNormal(shape, 0, 1, 'float32', seed) as tf.Tensor as tf.Tensor4D;
 }
 
 /** Causal mask with left padding per row of the batch: [B, 1, L, L], as the Llama model builds it. */
@@ -32,6 +33,9 @@ describe('head-by-head attention', () => {
     expect(useHeadByHead({ shape: [1, 4, 1, 8] }, shape(4096))).toBe(stockWasm()); // one query row, long cache
     expect(useHeadByHead({ shape: [1, 1, 80, 8] }, { shape: [1, 1, 80, 8] })).toBe(false); // one head: the batched call is already one product
     expect(88 * 88).toBeGreaterThanOrEqual(HEAD_BY_HEAD_MIN_SCORES);
+    // on every backend when the scores of all heads would be big (a 2074-token prompt at 32 heads: 550 MB)
+    expect(useHeadByHead({ shape: [1, 32, 2074, 128] }, { shape: [1, 32, 2074, 128] })).toBe(true);
+    expect(4 * 32 * 2074 * 2074).toBeGreaterThanOrEqual(HEAD_BY_HEAD_MIN_SCORE_BYTES);
   });
 
   const cases: Array<[string, number[], number[], () => tf.Tensor | null]> = [
