@@ -186,6 +186,15 @@ interface Pool {
   hellos: Record<string, Hello>;
 }
 
+function tfjsNodeAvailable(): boolean {
+  try {
+    require.resolve('@tensorflow/tfjs-node');
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 async function startWorkers(opts: Options, log: fs.WriteStream): Promise<Pool> {
   const workers = new Map<string, Worker>();
   const hellos: Record<string, Hello> = {};
@@ -210,6 +219,21 @@ async function startWorkers(opts: Options, log: fs.WriteStream): Promise<Pool> {
     } else {
       await native.close();
       break; // the same reason holds for every thread count
+    }
+  }
+
+  // The native TensorFlow backend, when @tensorflow/tfjs-node resolves (not a dependency: see
+  // scripts/tfjs-node-offline.sh and NODE_PATH). TensorFlow uses every core.
+  if (tfjsNodeAvailable()) {
+    const name = 'tfjs-tensorflow';
+    const w = new Worker(name, process.execPath, ['--expose-gc', TS_WORKER, '--backend', 'tensorflow'], log, { ...process.env, TF_CPP_MIN_LOG_LEVEL: '2' });
+    try {
+      hellos[name] = await w.request<Hello>({ cmd: 'hello' });
+      workers.set(name, w);
+      variants.push({ name, worker: name });
+    } catch (e) {
+      progress(`tfjs-tensorflow column left out: ${e instanceof Error ? e.message.split('\n')[0] : String(e)}`);
+      await w.close();
     }
   }
 
@@ -317,6 +341,7 @@ async function measureStage(pool: Pool, plan: StagePlan, opts: Options): Promise
 function gemmColumns(pool: Pool): Array<{ name: string; worker: string; threads?: number }> {
   const cols: Array<{ name: string; worker: string; threads?: number }> = [{ name: 'tfjs-model', worker: 'tfjs-wasm' }];
   for (const w of pool.workers.keys()) if (w.includes('+native')) cols.push({ name: w.replace('tfjs-wasm+', ''), worker: w });
+  if (pool.workers.has('tfjs-tensorflow')) cols.push({ name: 'tensorflow', worker: 'tfjs-tensorflow' });
   if (pool.workers.has('torch')) cols.push({ name: 'torch-1t', worker: 'torch', threads: 1 }, { name: 'torch-2t', worker: 'torch', threads: 2 });
   return cols;
 }

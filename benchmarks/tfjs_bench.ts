@@ -12,6 +12,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import * as readline from 'readline';
+import * as os from 'os';
 import * as tf from '@tensorflow/tfjs';
 import { useHeadByHead } from '../src/layers/attention';
 import { setBackend } from '../src/backend';
@@ -576,7 +577,7 @@ async function main(): Promise<void> {
     impl: `tfjs-${backend}${native?.enabled ? '+native' : ''}`,
     versions: { tfjs: tf.version.tfjs, node: process.versions.node },
     backend,
-    threads: 1,
+    threads: backend === 'tensorflow' ? os.cpus().length : 1, // TensorFlow's own thread pools use every core
     native,
   };
   const rl = readline.createInterface({ input: process.stdin });

@@ -17,6 +17,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { InputError } from '../errors';
 import { Module, Parameter } from '../layers/module';
+import { isTypedArray } from '../weights/dtype';
 
 /** Gradients by parameter path. A parameter the loss does not depend on has no entry (torch: grad None). */
 export type NamedGrads = Map<string, tf.Tensor>;
@@ -41,7 +42,7 @@ interface KernelBackendLike {
  */
 export function segmentSum(values: TypedArray, ids: Int32Array, numSegments: number): TypedArray {
   const inner = ids.length === 0 ? 0 : values.length / ids.length;
-  const out = values instanceof Int32Array ? new Int32Array(numSegments * inner) : new Float32Array(numSegments * inner);
+  const out = isTypedArray(values, 'Int32Array') ? new Int32Array(numSegments * inner) : new Float32Array(numSegments * inner);
   for (let i = 0; i < ids.length; i++) {
     const s = ids[i];
     if (s < 0 || s >= numSegments) continue;

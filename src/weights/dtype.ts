@@ -33,6 +33,14 @@ export const DTYPES = Object.keys(DTYPE_SIZES) as DType[];
 
 const FLOAT_DTYPES: ReadonlySet<DType> = new Set(['F64', 'F32', 'F16', 'BF16', 'F8_E4M3', 'F8_E5M2']);
 
+/**
+ * Whether x is a typed array of that kind, from any realm: arrays a native backend (tfjs-node) or another
+ * vm context (jest) creates fail `instanceof` against this realm's constructors.
+ */
+export function isTypedArray(x: unknown, kind: 'Float32Array' | 'Int32Array'): boolean {
+  return Object.prototype.toString.call(x) === `[object ${kind}]`;
+}
+
 export function isDType(s: unknown): s is DType {
   return typeof s === 'string' && Object.prototype.hasOwnProperty.call(DTYPE_SIZES, s);
 }

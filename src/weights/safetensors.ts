@@ -28,6 +28,7 @@ import {
   encodeFloat16,
   isDType,
   isFloatDType,
+  isTypedArray,
 } from './dtype';
 
 export interface TensorInfo {
@@ -331,9 +332,9 @@ function byteLengthOf(file: string, name: string, dtype: DType, shape: number[])
 
 function entryBytes(entry: TensorEntry): Uint8Array {
   let data = entry.data;
-  if (entry.dtype === 'F16' && data instanceof Float32Array) data = encodeFloat16(data);
-  else if (entry.dtype === 'BF16' && data instanceof Float32Array) data = encodeBFloat16(data);
-  else if (entry.dtype === 'I64' && data instanceof Int32Array) data = BigInt64Array.from(data, (v) => BigInt(v));
+  if (entry.dtype === 'F16' && isTypedArray(data, 'Float32Array')) data = encodeFloat16(data as Float32Array);
+  else if (entry.dtype === 'BF16' && isTypedArray(data, 'Float32Array')) data = encodeBFloat16(data as Float32Array);
+  else if (entry.dtype === 'I64' && isTypedArray(data, 'Int32Array')) data = BigInt64Array.from(data as Int32Array, (v) => BigInt(v));
   return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
 }
 
