@@ -526,10 +526,11 @@ async function tfjsPrefillAtRealLength(cfg: BenchConfig, dir: string, opts: Opti
   // stock wasm (head-by-head attention keeps one head's scores at a time), then the native columns
   const runs: Array<{ backend: string; native: boolean }> = [{ backend: 'wasm', native: false }];
   if (threads > 0) runs.push({ backend: 'wasm', native: true }, ...(opts.realPrefillCpu ? [{ backend: 'cpu', native: true }] : []));
+  if (tfjsNodeAvailable()) runs.push({ backend: 'tensorflow', native: false });
   for (const { backend, native } of runs) {
     const name = native ? `tfjs-${backend}+native-${threads}t` : `tfjs-${backend}`;
     progress(`experiment prefill of ${REAL_PROMPT} tokens on ${name} (fresh process)`);
-    const env = { ...process.env, VIDEO_LLAVA_BLAS_THREADS: String(threads), OPENBLAS_NUM_THREADS: String(threads) };
+    const env = { ...process.env, VIDEO_LLAVA_BLAS_THREADS: String(threads), OPENBLAS_NUM_THREADS: String(threads), TF_CPP_MIN_LOG_LEVEL: '2' };
     const w = new Worker(name, process.execPath, ['--expose-gc', TS_WORKER, '--backend', backend, ...(native ? ['--native'] : [])], log, env);
     const r: Record<string, unknown> = {};
     try {
@@ -594,9 +595,11 @@ function extrapolate(slice: ConfigResult, sliceCfg: BenchConfig, experiments: Re
   add(`prefill, ${promptTokens}-token video prompt`, 's', (v) => prefillFull(v) / 1000);
   // Where one 2074-token prefill through the slice was measured, scale that instead (same M, no guess).
   const real = (experiments.prefillRealLengthTorch ?? {}) as Record<string, MemoryResult | undefined>;
-  if (Object.keys(real).length) {
+  const realTfjs = (experiments.prefillRealLengthTfjs ?? {}) as Record<string, { run?: RunResult } | undefined>;
+  const measured = (v: string) => real[v]?.ms ?? realTfjs[v]?.run?.ms;
+  if (variants.some((v) => measured(v) !== undefined)) {
     const r = ratio(decoderGemms(full, promptTokens, 0), decoderGemms(c, promptTokens, 0));
-    add(`prefill, ${promptTokens}-token prompt, from a measured ${promptTokens}-token slice prefill`, 's', (v) => (real[v] ? (real[v]!.ms * r) / 1000 : NaN));
+    add(`prefill, ${promptTokens}-token prompt, from a measured ${promptTokens}-token slice prefill`, 's', (v) => (measured(v) !== undefined ? (measured(v)! * r) / 1000 : NaN));
   }
   add('time to first token (tower + projector + prefill)', 's', (v) => (visionFull(v) + projFull(v) + prefillFull(v)) / 1000);
   add(`decode at cache ${decode.past}`, 'tokens/s', (v) => 1000 / decodeFull(v));
