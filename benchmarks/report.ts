@@ -128,8 +128,8 @@ function rooflineSection(c: ConfigResult): string {
   );
   out += `\n### ${c.name}: stages against their GEMMs\n\n`;
   out +=
-    "Achieved = analytic FLOPs / median time. GEMM-bound = Σ over the stage's products of (FLOPs / measured rate of that shape in the column above): the time the stage would take doing nothing but its matmuls. Efficiency = GEMM-bound / actual time of the matching column.  tfjs-model is each product as the model issues it on stock wasm (Linear weights stored [in, out]; attention one product per head where src/layers/attention.ts does so).\n\n";
-  const matching: Record<string, string> = { 'tfjs-model': 'tfjs-wasm', 'torch-1t': 'torch-1t-eager', 'torch-2t': 'torch-2t-eager' };
+    "Achieved = analytic FLOPs / median time. GEMM-bound = Σ over the stage's products of (FLOPs / measured rate of that shape in the column above): the time the stage would take doing nothing but its matmuls. Efficiency = GEMM-bound / actual time of the matching column. tfjs-model is each product as the model issues it on stock wasm (Linear weights stored [in, out]; attention one product per head where src/layers/attention.ts does so).\n\n";
+  const matching: Record<string, string> = { 'tfjs-model': 'tfjs-wasm', tensorflow: 'tfjs-tensorflow', 'torch-1t': 'torch-1t-eager', 'torch-2t': 'torch-2t-eager' };
   for (const col of cols) if (col.startsWith('native')) matching[col] = `tfjs-wasm+${col}`;
   const header = ['stage', 'GFLOP'];
   for (const col of cols) {
