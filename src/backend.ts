@@ -4,8 +4,13 @@
  * user has installed it; it is an optional peer dependency and never required.
  */
 import * as tf from '@tensorflow/tfjs';
+import { installWasmSplitMatmul } from './native/wasm_split';
 import { BackendError } from './errors';
 import { configureNativeMatmul } from './native';
+import { nativeKernelsActive } from './native/kernels';
+
+/** Set to 0 to keep tfjs-backend-wasm's own BatchMatMul for long inner dimensions (see src/native/wasm_split.ts). */
+export const WASM_SPLIT_ENV = 'VIDEO_LLAVA_WASM_SPLIT';
 
 export type BackendName = 'wasm' | 'cpu' | 'tensorflow';
 export const BACKENDS: readonly BackendName[] = ['wasm', 'cpu', 'tensorflow'];
@@ -56,6 +61,8 @@ export async function setBackend(option?: string, { native }: { native?: boolean
     if (!ok) throw new BackendError(`backend "${name}" failed to initialise`);
   }
   await tf.ready();
+  // Before the native kernels capture wasm's BatchMatMul as their fallback (src/native/wasm_split.ts).
+  if (name === 'wasm' && process.env[WASM_SPLIT_ENV] !== '0' && !nativeKernelsActive('wasm')) installWasmSplitMatmul();
   configureNativeMatmul(native);
   return name;
 }

@@ -1,0 +1,180 @@
+/**
+ * A faster stock-wasm BatchMatMul for long inner dimensions, with no native library.
+ *
+ * tfjs-backend-wasm hands x·W to XNNPACK's fully-connected operator (one packed copy of W per weight
+ * tensor, cached by its id). At the 7B widths that operator slows down as the inner dimension K grows:
+ * measured here, [32, 4096]·[4096, 11008] runs at 22 GFLOPS, [2074, 4096]·[4096, 4096] at 26, while 1024³
+ * runs at 44. Split into K-blocks of 512 rows of W, the same products run at 40–44 GFLOPS. A K-block of a
+ * row-major W [K, N] is a contiguous range of its memory, so each block is registered with the wasm
+ * module as a tensor id that aliases that range (no copy; XNNPACK packs and caches each block once, the
+ * same total as packing W whole). y = Σ_b x[:, block b] · W[block b, :]; the column blocks of x are
+ * copied (rows · K floats, small next to the product) and the partial products summed with the wasm Add.
+ *
+ * Only for float32, untransposed operands, a right operand without batch dimensions and K ≥ SPLIT_MIN_K;
+ * everything else goes to the stock kernel. The aliases of a tensor are released with its memory: the
+ * backend's disposeData is wrapped once for that.
+ */
+import * as tf from '@tensorflow/tfjs';
+
+/** Inner dimensions from this size are split (at 1024 the stock operator already runs at full speed). */
+export const SPLIT_MIN_K = 2048;
+/** Rows of W per block: 512 and 256 measured equally fast, 1024 clearly slower. */
+export const SPLIT_BLOCK = 512;
+
+interface TensorData {
+  id: number;
+  memoryOffset: number;
+  shape: number[];
+  dtype: string;
+}
+
+interface WasmModule {
+  cwrap(name: string, ret: null, args: string[]): (...a: unknown[]) => void;
+  tfjs: { registerTensor(id: number, size: number, offset: number): void; disposeData(id: number): void };
+}
+
+/** The parts of tfjs-backend-wasm's BackendWasm this kernel uses (not public API: checked at install). */
+interface WasmBackend {
+  wasm: WasmModule;
+  dataIdMap: { get(dataId: object): TensorData | undefined };
+  dataIdNextNumber: number;
+  disposeData(dataId: object, force?: boolean): boolean;
+  makeOutput(shape: number[], dtype: string): tf.TensorInfo;
+}
+
+type KernelFunc = (args: { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs?: tf.NamedAttrMap }) => tf.TensorInfo | tf.TensorInfo[];
+
+interface State {
+  stock: tf.KernelConfig;
+  ours: tf.KernelConfig;
+  /** Per backend tensor (dataId) and shape: the alias ids of its K-blocks. */
+  aliases: Map<object, Map<string, number[]>>;
+  calls: { split: number; stock: number };
+}
+
+let state: State | null = null;
+
+function isWasmBackend(b: unknown): b is WasmBackend {
+  const x = b as Partial<WasmBackend> | null;
+  return !!x && typeof x.wasm?.cwrap === 'function' && typeof x.wasm?.tfjs?.registerTensor === 'function' && typeof x.wasm?.tfjs?.disposeData === 'function' && !!x.dataIdMap && typeof x.dataIdNextNumber === 'number' && typeof x.makeOutput === 'function';
+}
+
+const prod = (xs: readonly number[]) => xs.reduce((p, v) => p * v, 1);
+
+/**
+ * Registers the split kernel for wasm (once; later calls only report). Returns false where the wasm
+ * backend is not the one expected (its internals changed): the stock kernel then stays.
+ */
+export function installWasmSplitMatmul(): boolean {
+  if (state) return true;
+  const stock = tf.getKernel('BatchMatMul', 'wasm');
+  const backend = tf.findBackend('wasm');
+  if (!stock || !isWasmBackend(backend)) return false;
+  const wasmBatchMatMul = backend.wasm.cwrap('BatchMatMul', null, ['number', 'array', 'number', 'number', 'array', 'number', 'number', 'number', 'number']);
+  const slice = tf.getKernel('Slice', 'wasm')!.kernelFunc as KernelFunc;
+  const add = tf.getKernel('Add', 'wasm')!.kernelFunc as KernelFunc;
+  const reshape = tf.getKernel('Reshape', 'wasm')!.kernelFunc as KernelFunc;
+  const aliases = new Map<object, Map<string, number[]>>();
+  const calls = { split: 0, stock: 0 };
+
+  // Release a tensor's aliases (and so XNNPACK's packed blocks) when its memory goes.
+  const dispose = backend.disposeData.bind(backend);
+  backend.disposeData = (dataId: object, force?: boolean) => {
+    const released = dispose(dataId, force);
+    const own = released ? aliases.get(dataId) : undefined;
+    if (own) {
+      for (const ids of own.values()) for (const id of ids) backend.wasm.tfjs.disposeData(id);
+      aliases.delete(dataId);
+    }
+    return released;
+  };
+
+  const blockIds = (b: tf.TensorInfo, K: number, N: number): number[] => {
+    const key = `${K}x${N}`;
+    let own = aliases.get(b.dataId);
+    const known = own?.get(key);
+    if (known) return known;
+    const data = backend.dataIdMap.get(b.dataId)!;
+    const ids: number[] = [];
+    for (let k0 = 0; k0 < K; k0 += SPLIT_BLOCK) {
+      const rows = Math.min(SPLIT_BLOCK, K - k0);
+      const id = backend.dataIdNextNumber++;
+      backend.wasm.tfjs.registerTensor(id, rows * N, data.memoryOffset + 4 * k0 * N);
+      ids.push(id);
+    }
+    if (!own) aliases.set(b.dataId, (own = new Map()));
+    own.set(key, ids);
+    return ids;
+  };
+
+  const kernelFunc: KernelFunc = (args) => {
+    const { a, b } = args.inputs as { a: tf.TensorInfo; b: tf.TensorInfo };
+    const { transposeA, transposeB } = (args.attrs ?? {}) as { transposeA?: boolean; transposeB?: boolean };
+    const K = a.shape[a.shape.length - 1];
+    const N = b.shape[b.shape.length - 1];
+    const eligible =
+      args.backend === backend && !transposeA && !transposeB && a.dtype === 'float32' && b.dtype === 'float32' && K >= SPLIT_MIN_K && a.shape.length >= 2 && b.shape.length >= 2 && prod(b.shape.slice(0, -2)) === 1 && N > 0 && prod(a.shape) > 0;
+    if (!eligible) {
+      calls.stock++;
+      return (stock.kernelFunc as KernelFunc)(args);
+    }
+    calls.split++;
+    const rows = prod(a.shape.slice(0, -1));
+    const a2 = reshape({ inputs: { x: a }, backend, attrs: { shape: [rows, K] } }) as tf.TensorInfo;
+    const ids = blockIds(b, K, N);
+    let sum: tf.TensorInfo | null = null;
+    ids.forEach((bId, i) => {
+      const k0 = i * SPLIT_BLOCK;
+      const width = Math.min(SPLIT_BLOCK, K - k0);
+      const part = slice({ inputs: { x: a2 }, backend, attrs: { begin: [0, k0], size: [rows, width] } }) as tf.TensorInfo;
+      const out = backend.makeOutput([1, rows, N], 'float32');
+      wasmBatchMatMul(
+        backend.dataIdMap.get(part.dataId)!.id,
+        new Uint8Array(new Int32Array([1, rows, width]).buffer),
+        3,
+        bId,
+        new Uint8Array(new Int32Array([1, width, N]).buffer),
+        3,
+        false,
+        false,
+        backend.dataIdMap.get(out.dataId)!.id,
+      );
+      backend.disposeData(part.dataId);
+      if (sum === null) sum = out;
+      else {
+        const next = add({ inputs: { a: sum, b: out }, backend }) as tf.TensorInfo;
+        backend.disposeData(sum.dataId);
+        backend.disposeData(out.dataId);
+        sum = next;
+      }
+    });
+    backend.disposeData(a2.dataId);
+    const outShape = [...a.shape.slice(0, -1), N];
+    const result = reshape({ inputs: { x: sum! }, backend, attrs: { shape: outShape } }) as tf.TensorInfo;
+    backend.disposeData(sum!.dataId);
+    return result;
+  };
+
+  const ours: tf.KernelConfig = { ...stock, kernelFunc: kernelFunc as tf.KernelFunc };
+  tf.unregisterKernel('BatchMatMul', 'wasm');
+  tf.registerKernel(ours);
+  state = { stock, ours, aliases, calls };
+  return true;
+}
+
+/** Puts the stock wasm kernel back where ours is the registered one (for comparisons and tests). */
+export function uninstallWasmSplitMatmul(): void {
+  if (!state) return;
+  if (tf.getKernel('BatchMatMul', 'wasm')?.kernelFunc === state.ours.kernelFunc) {
+    tf.unregisterKernel('BatchMatMul', 'wasm');
+    tf.registerKernel(state.stock);
+  }
+  for (const own of state.aliases.values()) for (const ids of own.values()) for (const id of ids) (tf.findBackend('wasm') as unknown as WasmBackend).wasm.tfjs.disposeData(id);
+  state.aliases.clear();
+  state = null;
+}
+
+/** Products the split kernel took and handed to the stock kernel since install (null when not installed). */
+export function wasmSplitMatmulCalls(): { split: number; stock: number } | null {
+  return state ? { ...state.calls } : null;
+}
