@@ -8,7 +8,7 @@
  * row-major W [K, N] is a contiguous range of its memory, so each block is registered with the wasm
  * module as a tensor id that aliases that range (no copy; XNNPACK packs and caches each block once, the
  * same total as packing W whole). y = Σ_b x[:, block b] · W[block b, :]; the column blocks of x are
- * copied (rows · K floats, small next to the product) and the partial products summed with the wasm Add.
+ * copied (rows · K floats, small next to the product) and the partial products summed in place.
  *
  * Only for float32, untransposed operands, a right operand without batch dimensions and K ≥ SPLIT_MIN_K;
  * everything else goes to the stock kernel. The aliases of a tensor are released with its memory: the
@@ -29,6 +29,7 @@ interface TensorData {
 }
 
 interface WasmModule {
+  HEAPF32: Float32Array;
   cwrap(name: string, ret: null, args: string[]): (...a: unknown[]) => void;
   tfjs: { registerTensor(id: number, size: number, offset: number): void; disposeData(id: number): void };
 }
@@ -61,6 +62,14 @@ function isWasmBackend(b: unknown): b is WasmBackend {
 
 const prod = (xs: readonly number[]) => xs.reduce((p, v) => p * v, 1);
 
+/** sum += part over n float32 values, in the wasm heap (views made now: the heap may have grown). */
+function addInto(backend: WasmBackend, sum: tf.TensorInfo, part: tf.TensorInfo, n: number): void {
+  const heap = backend.wasm.HEAPF32.buffer;
+  const s = new Float32Array(heap, backend.dataIdMap.get(sum.dataId)!.memoryOffset, n);
+  const p = new Float32Array(heap, backend.dataIdMap.get(part.dataId)!.memoryOffset, n);
+  for (let i = 0; i < n; i++) s[i] += p[i];
+}
+
 /**
  * Registers the split kernel for wasm (once; later calls only report). Returns false where the wasm
  * backend is not the one expected (its internals changed): the stock kernel then stays.
@@ -72,7 +81,6 @@ export function installWasmSplitMatmul(): boolean {
   if (!stock || !isWasmBackend(backend)) return false;
   const wasmBatchMatMul = backend.wasm.cwrap('BatchMatMul', null, ['number', 'array', 'number', 'number', 'array', 'number', 'number', 'number', 'number']);
   const slice = tf.getKernel('Slice', 'wasm')!.kernelFunc as KernelFunc;
-  const add = tf.getKernel('Add', 'wasm')!.kernelFunc as KernelFunc;
   const reshape = tf.getKernel('Reshape', 'wasm')!.kernelFunc as KernelFunc;
   const aliases = new Map<object, Map<string, number[]>>();
   const calls = { split: 0, stock: 0 };
@@ -122,12 +130,15 @@ export function installWasmSplitMatmul(): boolean {
     const rows = prod(a.shape.slice(0, -1));
     const a2 = reshape({ inputs: { x: a }, backend, attrs: { shape: [rows, K] } }) as tf.TensorInfo;
     const ids = blockIds(b, K, N);
-    let sum: tf.TensorInfo | null = null;
+    // The first block writes the result buffer; later blocks write one scratch buffer that is added into
+    // it in place (one extra [rows, N] buffer at most: near the 4 GiB heap ceiling that matters).
+    const sum = backend.makeOutput([1, rows, N], 'float32');
+    const scratch = ids.length > 1 ? backend.makeOutput([1, rows, N], 'float32') : null;
     ids.forEach((bId, i) => {
       const k0 = i * SPLIT_BLOCK;
       const width = Math.min(SPLIT_BLOCK, K - k0);
       const part = slice({ inputs: { x: a2 }, backend, attrs: { begin: [0, k0], size: [rows, width] } }) as tf.TensorInfo;
-      const out = backend.makeOutput([1, rows, N], 'float32');
+      const target = i === 0 ? sum : scratch!;
       wasmBatchMatMul(
         backend.dataIdMap.get(part.dataId)!.id,
         new Uint8Array(new Int32Array([1, rows, width]).buffer),
@@ -137,21 +148,16 @@ export function installWasmSplitMatmul(): boolean {
         3,
         false,
         false,
-        backend.dataIdMap.get(out.dataId)!.id,
+        backend.dataIdMap.get(target.dataId)!.id,
       );
       backend.disposeData(part.dataId);
-      if (sum === null) sum = out;
-      else {
-        const next = add({ inputs: { a: sum, b: out }, backend }) as tf.TensorInfo;
-        backend.disposeData(sum.dataId);
-        backend.disposeData(out.dataId);
-        sum = next;
-      }
+      if (i > 0) addInto(backend, sum, scratch!, rows * N);
     });
+    if (scratch) backend.disposeData(scratch.dataId);
     backend.disposeData(a2.dataId);
     const outShape = [...a.shape.slice(0, -1), N];
-    const result = reshape({ inputs: { x: sum! }, backend, attrs: { shape: outShape } }) as tf.TensorInfo;
-    backend.disposeData(sum!.dataId);
+    const result = reshape({ inputs: { x: sum }, backend, attrs: { shape: outShape } }) as tf.TensorInfo;
+    backend.disposeData(sum.dataId);
     return result;
   };
 
