@@ -20,6 +20,8 @@ import * as tf from '@tensorflow/tfjs';
 export const SPLIT_MIN_K = 2048;
 /** Rows of W per block: 512 and 256 measured equally fast, 1024 clearly slower. */
 export const SPLIT_BLOCK = 512;
+/** Tunable: the largest partial-product buffer (the scratch the K-blocks after the first write into). */
+export const wasmSplitSettings = { scratchBytes: 16 * 2 ** 20 };
 
 interface TensorData {
   id: number;
@@ -62,11 +64,11 @@ function isWasmBackend(b: unknown): b is WasmBackend {
 
 const prod = (xs: readonly number[]) => xs.reduce((p, v) => p * v, 1);
 
-/** sum += part over n float32 values, in the wasm heap (views made now: the heap may have grown). */
-function addInto(backend: WasmBackend, sum: tf.TensorInfo, part: tf.TensorInfo, n: number): void {
+/** sum += part over n float32 values at those heap offsets (views made now: the heap may have grown). */
+function addInto(backend: WasmBackend, sumOffset: number, partOffset: number, n: number): void {
   const heap = backend.wasm.HEAPF32.buffer;
-  const s = new Float32Array(heap, backend.dataIdMap.get(sum.dataId)!.memoryOffset, n);
-  const p = new Float32Array(heap, backend.dataIdMap.get(part.dataId)!.memoryOffset, n);
+  const s = new Float32Array(heap, sumOffset, n);
+  const p = new Float32Array(heap, partOffset, n);
   for (let i = 0; i < n; i++) s[i] += p[i];
 }
 
@@ -130,29 +132,30 @@ export function installWasmSplitMatmul(): boolean {
     const rows = prod(a.shape.slice(0, -1));
     const a2 = reshape({ inputs: { x: a }, backend, attrs: { shape: [rows, K] } }) as tf.TensorInfo;
     const ids = blockIds(b, K, N);
-    // The first block writes the result buffer; later blocks write one scratch buffer that is added into
-    // it in place (one extra [rows, N] buffer at most: near the 4 GiB heap ceiling that matters).
+    // Rows go in blocks whose partial products fit wasmSplitSettings.scratchBytes: for each, the first K-block writes its
+    // rows of the result directly (an alias of that range), later K-blocks write a scratch buffer that is
+    // added in place. Near the 4 GiB heap ceiling a second [rows, N] buffer would not fit.
     const sum = backend.makeOutput([1, rows, N], 'float32');
-    const scratch = ids.length > 1 ? backend.makeOutput([1, rows, N], 'float32') : null;
-    ids.forEach((bId, i) => {
-      const k0 = i * SPLIT_BLOCK;
-      const width = Math.min(SPLIT_BLOCK, K - k0);
-      const part = slice({ inputs: { x: a2 }, backend, attrs: { begin: [0, k0], size: [rows, width] } }) as tf.TensorInfo;
-      const target = i === 0 ? sum : scratch!;
-      wasmBatchMatMul(
-        backend.dataIdMap.get(part.dataId)!.id,
-        new Uint8Array(new Int32Array([1, rows, width]).buffer),
-        3,
-        bId,
-        new Uint8Array(new Int32Array([1, width, N]).buffer),
-        3,
-        false,
-        false,
-        backend.dataIdMap.get(target.dataId)!.id,
-      );
-      backend.disposeData(part.dataId);
-      if (i > 0) addInto(backend, sum, scratch!, rows * N);
-    });
+    const sumOffset = backend.dataIdMap.get(sum.dataId)!.memoryOffset;
+    const rowBlock = Math.max(1, Math.min(rows, Math.floor(wasmSplitSettings.scratchBytes / (4 * N))));
+    const scratch = ids.length > 1 ? backend.makeOutput([1, rowBlock, N], 'float32') : null;
+    const scratchId = scratch ? backend.dataIdMap.get(scratch.dataId)!.id : 0;
+    const shapeBytes = (d: number[]) => new Uint8Array(new Int32Array(d).buffer);
+    for (let r0 = 0; r0 < rows; r0 += rowBlock) {
+      const nr = Math.min(rowBlock, rows - r0);
+      const rowsId = backend.dataIdNextNumber++;
+      backend.wasm.tfjs.registerTensor(rowsId, nr * N, sumOffset + 4 * r0 * N);
+      ids.forEach((bId, i) => {
+        const k0 = i * SPLIT_BLOCK;
+        const width = Math.min(SPLIT_BLOCK, K - k0);
+        const part = slice({ inputs: { x: a2 }, backend, attrs: { begin: [r0, k0], size: [nr, width] } }) as tf.TensorInfo;
+        const partId = backend.dataIdMap.get(part.dataId)!.id;
+        wasmBatchMatMul(partId, shapeBytes([1, nr, width]), 3, bId, shapeBytes([1, width, N]), 3, false, false, i === 0 ? rowsId : scratchId);
+        backend.disposeData(part.dataId);
+        if (i > 0) addInto(backend, sumOffset + 4 * r0 * N, backend.dataIdMap.get(scratch!.dataId)!.memoryOffset, nr * N);
+      });
+      backend.wasm.tfjs.disposeData(rowsId);
+    }
     if (scratch) backend.disposeData(scratch.dataId);
     backend.disposeData(a2.dataId);
     const outShape = [...a.shape.slice(0, -1), N];

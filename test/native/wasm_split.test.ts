@@ -4,7 +4,7 @@
  * Parity with Python on the shapes it takes comes from test/models/slice7b.parity.test.ts (K = 4096, 11008).
  */
 import * as tf from '@tensorflow/tfjs';
-import { SPLIT_MIN_K, installWasmSplitMatmul, uninstallWasmSplitMatmul, wasmSplitMatmulCalls } from '../../src/native/wasm_split';
+import { SPLIT_MIN_K, installWasmSplitMatmul, wasmSplitSettings, uninstallWasmSplitMatmul, wasmSplitMatmulCalls } from '../../src/native/wasm_split';
 import { nativeMatmulStatus } from '../../src/native';
 
 // Runs in the stock-wasm pass of the suite (the default); skipped, and reported so, on cpu and native runs.
@@ -54,6 +54,21 @@ function maxRel(x: Float32Array, ref: Float32Array): number {
     expect(r.split.length).toBe(r.stock.length);
     expect(maxRel(r.split, r.stock)).toBeLessThan(1e-5); // float32 summation order only (blocks of 512)
     tf.dispose([a, b]);
+  });
+
+  test('rows in blocks when the partial products would exceed the scratch size (the heap-ceiling case)', () => {
+    const saved = wasmSplitSettings.scratchBytes;
+    wasmSplitSettings.scratchBytes = 4 * 64 * 7; // 7 rows of N = 64 per block: 3 blocks of 7 and one of 2
+    try {
+      const a = tf.randomNormal([23, 2600], 0, 1, 'float32', 5);
+      const b = tf.randomNormal([2600, 64], 0, 1, 'float32', 6);
+      const r = both(() => tf.matMul(a, b));
+      expect(r.took).toBe(1);
+      expect(maxRel(r.split, r.stock)).toBeLessThan(1e-5);
+      tf.dispose([a, b]);
+    } finally {
+      wasmSplitSettings.scratchBytes = saved;
+    }
   });
 
   test('hands transposed, batched-weight and short-K products to the stock kernel', () => {
