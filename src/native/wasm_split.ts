@@ -10,7 +10,8 @@
  * same total as packing W whole). y = Σ_b x[:, block b] · W[block b, :]; the column blocks of x are
  * copied (rows · K floats, small next to the product) and the partial products summed in place.
  *
- * Only for float32, untransposed operands, a right operand without batch dimensions and K ≥ SPLIT_MIN_K;
+ * Only for float32, untransposed operands, a right operand without batch dimensions, K ≥ SPLIT_MIN_K and
+ * N ≥ SPLIT_MIN_N;
  * everything else goes to the stock kernel. The aliases of a tensor are released with its memory: the
  * backend's disposeData is wrapped once for that.
  */
@@ -18,6 +19,11 @@ import * as tf from '@tensorflow/tfjs';
 
 /** Inner dimensions from this size are split (at 1024 the stock operator already runs at full speed). */
 export const SPLIT_MIN_K = 2048;
+/**
+ * Outputs at least this wide: below it the copies of x's column blocks cost more than the split gains
+ * (measured: N = 256 ×0.86, N = 128 ×0.44 — attention's probs·v per head —, N = 512 ×1.33).
+ */
+export const SPLIT_MIN_N = 512;
 /** Rows of W per block: 512 and 256 measured equally fast, 1024 clearly slower. */
 export const SPLIT_BLOCK = 512;
 /** Tunable: the largest partial-product buffer (the scratch the K-blocks after the first write into). */
@@ -123,7 +129,7 @@ export function installWasmSplitMatmul(): boolean {
     const K = a.shape[a.shape.length - 1];
     const N = b.shape[b.shape.length - 1];
     const eligible =
-      args.backend === backend && !transposeA && !transposeB && a.dtype === 'float32' && b.dtype === 'float32' && K >= SPLIT_MIN_K && a.shape.length >= 2 && b.shape.length >= 2 && prod(b.shape.slice(0, -2)) === 1 && N > 0 && prod(a.shape) > 0;
+      args.backend === backend && !transposeA && !transposeB && a.dtype === 'float32' && b.dtype === 'float32' && K >= SPLIT_MIN_K && a.shape.length >= 2 && b.shape.length >= 2 && prod(b.shape.slice(0, -2)) === 1 && N >= SPLIT_MIN_N && prod(a.shape) > 0;
     if (!eligible) {
       calls.stock++;
       return (stock.kernelFunc as KernelFunc)(args);
