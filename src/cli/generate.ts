@@ -28,6 +28,8 @@ Answers a question about videos and images, streaming the answer as it is produc
                           template ("USER: <video>\\nTEXT ASSISTANT:"); with them it is used as is
   --max-new-tokens N      default 60
   --num-frames N          frames sampled per video (default 8, what the model was trained with)
+  --prefill-chunk N       run the prompt through the decoder N positions at a time (same answer, less
+                          activation memory: for long video prompts next to a big model in the wasm heap)
   --do-sample             sample instead of greedy decoding; with --temperature, --top-k, --top-p, --seed
   --repetition-penalty X
   --backend NAME          wasm (default), cpu, or tensorflow (needs @tensorflow/tfjs-node installed)
@@ -35,8 +37,8 @@ Answers a question about videos and images, streaming the answer as it is produc
                           (also VIDEO_LLAVA_NATIVE=0; threads: VIDEO_LLAVA_BLAS_THREADS)
   --json                  print one JSON object (answer, ids, timings) instead of streaming text
 
-Example (the shipped demo checkpoint, a tiny random model, so its answer is noise):
-  video-llava generate --model assets/demo-model --video assets/sample.mp4 --prompt "What happens?"
+Example (the shipped trained demo model; it answers "a purple cross moves left."):
+  video-llava generate --model assets/trained-model --video assets/sample-shapes.mp4 --prompt "What is happening in this video?"
 `;
 
 const OPTIONS = {
@@ -46,6 +48,7 @@ const OPTIONS = {
   prompt: { type: 'string' },
   'max-new-tokens': { type: 'string' },
   'num-frames': { type: 'string' },
+  'prefill-chunk': { type: 'string' },
   ...SAMPLING_OPTIONS,
   backend: { type: 'string' },
   'no-native': { type: 'boolean' },
@@ -97,6 +100,7 @@ export async function generateCommand(argv: string[], log: (line: string) => voi
   const options: GenerateOptions = {
     generationConfig: await loadGenerationConfig(modelDir),
     maxNewTokens: intOption(args, 'max-new-tokens', 60),
+    prefillChunkSize: args['prefill-chunk'] === undefined ? undefined : intOption(args, 'prefill-chunk', 0, 1),
     ...samplingOptions(args),
     tokenizer: processor.tokenizer,
     onToken: json ? undefined : (e) => process.stdout.write(e.text[0]),

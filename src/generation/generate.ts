@@ -135,6 +135,11 @@ export interface GenerateOptions extends GenerationConfig {
   signal?: AbortSignal;
   /** Positions per frozen KV-cache block (BlockKVCache); default 64. */
   cacheBlockSize?: number;
+  /**
+   * Run the prompt through the decoder in chunks of this many positions (same tokens; the activations of
+   * one chunk at a time: what lets a long video prompt fit the 4 GiB wasm heap next to a big model).
+   */
+  prefillChunkSize?: number;
   /** Return the raw logits that chose each token (result.logits). */
   outputLogits?: boolean;
 }
@@ -320,8 +325,9 @@ function readRows(logits: tf.Tensor): Float32Array[] {
   return Array.from({ length: B }, (_, b) => data.slice(b * V, (b + 1) * V));
 }
 
-function prefill(model: Model, plan: Plan, inputs: GenerateInputs, cache: KVCache): Float32Array[] {
+function prefill(model: Model, plan: Plan, inputs: GenerateInputs, cache: KVCache, chunk?: number): Float32Array[] {
   const out = model.call({
+    prefillChunkSize: chunk,
     inputIds: plan.ids,
     attentionMask: plan.mask,
     positionIds: positionsFromMask(plan.mask),
@@ -440,7 +446,7 @@ class Run {
   /** Runs the forward of `step` (0 = prefill), chooses the tokens and records them. */
   step(step: number): TokenEvent {
     const logits = this.timed(step, () => {
-      if (step === 0) return prefill(this.model, this.plan, this.inputs, this.cache);
+      if (step === 0) return prefill(this.model, this.plan, this.inputs, this.cache, this.options.prefillChunkSize);
       this.mask.forEach((r) => r.push(1));
       this.positions.forEach((_, b) => this.positions[b]++);
       const last = this.rows.newTokens.map((r) => r[step - 1]);

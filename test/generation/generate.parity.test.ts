@@ -27,9 +27,13 @@ describe.each(MODELS)('generate on model %s', (name) => {
   test('has generation cases', () => expect(cases.length).toBeGreaterThan(0));
 
   // The default block size (64) for every case; blocks of 4 for the left-padded batch, so that every
-  // decode step attends over several cache blocks.
-  const runs = cases.map((c): [string, number] => [c, 64]).concat(cases.includes('batch_padded') ? [['batch_padded', 4]] : []);
-  test.each(runs)('case %s (cache blocks of %i): ids equal Python, logits within 1e-4', async (caseName, blockSize) => {
+  // decode step attends over several cache blocks. On tester and faithful, every case again with the prompt
+  // prefilled in chunks of 5 positions (prefillChunkSize), which must not change a token.
+  const runs = cases
+    .map((c): [string, number, number | undefined] => [c, 64, undefined])
+    .concat(cases.includes('batch_padded') ? [['batch_padded', 4, undefined]] : [])
+    .concat(['tester', 'faithful'].includes(name) ? cases.map((c): [string, number, number | undefined] => [c, 4, 5]) : []);
+  test.each(runs)('case %s (cache blocks of %i, prefill chunks of %s): ids equal Python, logits within 1e-4', async (caseName, blockSize, chunk) => {
     const f = await openCase(name, caseName);
     const img = f.has('pixel_values_images') ? ((await f.tensor('pixel_values_images')) as tf.Tensor4D) : undefined;
     const vid = f.has('pixel_values_videos') ? ((await f.tensor('pixel_values_videos')) as tf.Tensor5D) : undefined;
@@ -40,7 +44,7 @@ describe.each(MODELS)('generate on model %s', (name) => {
       const result = await generate(
         model,
         { inputIds: await f.rows('input_ids'), attentionMask: await f.rows('attention_mask'), pixelValuesImages: img, pixelValuesVideos: vid },
-        { maxNewTokens: expectedIds[0].length, eosTokenId: null, outputLogits: true, cacheBlockSize: blockSize },
+        { maxNewTokens: expectedIds[0].length, eosTokenId: null, outputLogits: true, cacheBlockSize: blockSize, prefillChunkSize: chunk },
       );
       expect(tf.memory().numTensors).toBe(before);
       expect(result.newTokens).toEqual(expectedIds);

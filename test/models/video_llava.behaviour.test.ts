@@ -179,3 +179,45 @@ describe('wasm memory guard', () => {
     else expect(err.message).toMatch(/lacks 270 weights/); // no cap off wasm: fails on the tiny checkpoint instead
   });
 });
+
+describe('chunked prefill (prefillChunkSize)', () => {
+  let model: VideoLlavaForConditionalGeneration;
+  beforeAll(async () => {
+    model = await VideoLlavaForConditionalGeneration.fromPretrained(modelDir('faithful'));
+  });
+  afterAll(() => model?.dispose());
+
+  test('same last logits as one pass, the cache filled the same; bad combinations are InputErrors', async () => {
+    const { BlockKVCache } = await import('../../src/generation/cache');
+    const f = await openCase('faithful', 'mixed');
+    const ids = await f.rows('input_ids');
+    const img = (await f.tensor('pixel_values_images')) as tf.Tensor4D;
+    const vid = (await f.tensor('pixel_values_videos')) as tf.Tensor5D;
+    await f.close();
+    const run = (chunk?: number) => {
+      const cache = new BlockKVCache(8);
+      const out = model.forward({ inputIds: ids, pixelValuesImages: img, pixelValuesVideos: vid, cache, logitsToKeep: 1, prefillChunkSize: chunk });
+      const length = cache.length;
+      cache.dispose();
+      return { logits: out.logits, length };
+    };
+    const whole = run();
+    const before = tf.memory().numTensors;
+    const chunked = run(7);
+    expect(chunked.length).toBe(whole.length);
+    // same float32 math; a chunk's attention sums over cache blocks in another order (model tolerance 1e-4)
+    expect(diff(chunked.logits, whole.logits).abs).toBeLessThan(1e-4);
+    chunked.logits.dispose();
+    expect(tf.memory().numTensors).toBe(before);
+    const cache = new BlockKVCache(8);
+    const bad = (input: Partial<Parameters<typeof model.forward>[0]>) => () =>
+      model.forward({ inputIds: ids, pixelValuesImages: img, pixelValuesVideos: vid, cache, logitsToKeep: 1, prefillChunkSize: 7, ...input });
+    expect(bad({ cache: undefined })).toThrow(/prefillChunkSize.*needs a cache/);
+    expect(bad({ logitsToKeep: 0 })).toThrow(InputError);
+    expect(bad({ outputHiddenStates: true })).toThrow(/prefillChunkSize/);
+    expect(bad({ prefillChunkSize: 0 })).toThrow(/positive integer/);
+    expect(tf.memory().numTensors).toBe(before);
+    cache.dispose();
+    tf.dispose([whole.logits, img, vid]);
+  });
+});

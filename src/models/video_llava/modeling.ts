@@ -33,6 +33,13 @@ export interface VideoLlavaForwardInput {
   outputVisionHiddenStates?: boolean;
   /** Compute logits only for the last n positions (0 = all). */
   logitsToKeep?: number;
+  /**
+   * With a cache: run the decoder over the prompt in chunks of this many positions, each attending to the
+   * cache so far (same result; activations of one chunk at a time, e.g. [chunk, intermediate] instead of
+   * [L, intermediate] in the MLP). Needs logitsToKeep between 1 and the last chunk's length, and no hidden
+   * states, attentions or labels.
+   */
+  prefillChunkSize?: number;
   labels?: IntMatrix; // [B, L]; the loss predicts labels[t + 1] at t, ignoring ignore_index (-100)
 }
 
@@ -144,6 +151,40 @@ export class VideoLlavaForConditionalGeneration extends Module<[VideoLlavaForwar
     return loadVideoLlava(dir, options);
   }
 
+  /** The decoder over the merged embeddings: in one call, or in chunks through the cache (prefillChunkSize). */
+  private decode(embeds: tf.Tensor3D, input: VideoLlavaForwardInput, keep: number) {
+    const lm = this.model.language_model;
+    const mask = toRows(input.attentionMask, 'attentionMask');
+    const positions = toRows(input.positionIds, 'positionIds');
+    const [B, L] = embeds.shape;
+    const n = input.prefillChunkSize;
+    if (n === undefined || n >= L) {
+      return lm.call({ inputsEmbeds: embeds, attentionMask: mask, positionIds: positions, cache: input.cache, outputHiddenStates: input.outputHiddenStates, outputAttentions: input.outputAttentions });
+    }
+    const problem = chunkedPrefillError(input, L, keep);
+    if (problem) throw new InputError('prefillChunkSize', problem);
+    const past = input.cache!.length;
+    if (mask && mask[0]?.length !== past + L) throw new InputError('attentionMask', `expected ${B} rows of ${past + L} (cached + new positions), found rows of ${mask[0]?.length}`);
+    let last: tf.Tensor3D | null = null;
+    for (let s = 0; s < L; s += n) {
+      const len = Math.min(n, L - s);
+      const chunk = tf.slice(embeds, [0, s, 0], [B, len, -1]) as tf.Tensor3D;
+      try {
+        const out = lm.call({
+          inputsEmbeds: chunk,
+          attentionMask: mask?.map((row) => row.slice(0, past + s + len)),
+          positionIds: positions?.map((row) => row.slice(s, s + len)),
+          cache: input.cache,
+        });
+        last?.dispose();
+        last = out.lastHiddenState;
+      } finally {
+        chunk.dispose();
+      }
+    }
+    return { lastHiddenState: last!, hiddenStates: undefined, attentions: undefined };
+  }
+
   forward(input: VideoLlavaForwardInput): VideoLlavaForwardOutput {
     const ids = toRows(input.inputIds, 'inputIds');
     if (!ids || ids.length === 0 || ids[0].length === 0) throw new InputError('inputIds', 'expected a non-empty [batch, length] matrix');
@@ -174,15 +215,8 @@ export class VideoLlavaForConditionalGeneration extends Module<[VideoLlavaForwar
         { tokenId: this.config.video_token_index, features: videoFeatures, argument: 'pixelValuesVideos', kind: 'video' },
       ]);
       owned.push(embeds);
-      const decoded = lm.call({
-        inputsEmbeds: embeds,
-        attentionMask: toRows(input.attentionMask, 'attentionMask'),
-        positionIds: toRows(input.positionIds, 'positionIds'),
-        cache: input.cache,
-        outputHiddenStates: input.outputHiddenStates,
-        outputAttentions: input.outputAttentions,
-      });
       const keep = input.logitsToKeep ?? 0;
+      const decoded = this.decode(embeds, input, keep);
       const h = decoded.lastHiddenState;
       const L = h.shape[1];
       const tail = keep > 0 && keep < L ? tf.slice(h, [0, L - keep, 0], [-1, keep, -1]) : h;
@@ -206,6 +240,16 @@ export class VideoLlavaForConditionalGeneration extends Module<[VideoLlavaForwar
       tf.dispose(owned);
     }
   }
+}
+
+function chunkedPrefillError(input: VideoLlavaForwardInput, L: number, keep: number): string | null {
+  const n = input.prefillChunkSize!;
+  if (!Number.isInteger(n) || n < 1) return `expected a positive integer, found ${n}`;
+  if (!input.cache) return 'chunked prefill needs a cache (the chunks attend to it)';
+  if (input.outputHiddenStates || input.outputAttentions || input.labels) return 'not with outputHiddenStates, outputAttentions or labels (they need every position at once)';
+  const last = L - Math.floor((L - 1) / n) * n;
+  if (keep < 1 || keep > last) return `logitsToKeep must be between 1 and the last chunk's ${last} positions, found ${keep}`;
+  return null;
 }
 
 function liveTensors(states: Array<tf.Tensor3D | null> | undefined): tf.Tensor3D[] {
