@@ -1,5 +1,5 @@
 /**
- * A faster stock-wasm BatchMatMul for long inner dimensions, with no native library.
+ * A faster stock-wasm BatchMatMul for long inner dimensions and transposed operands, with no native library.
  *
  * tfjs-backend-wasm hands x·W to XNNPACK's fully-connected operator (one packed copy of W per weight
  * tensor, cached by its id). At the 7B widths that operator slows down as the inner dimension K grows:
@@ -10,8 +10,9 @@
  * same total as packing W whole). y = Σ_b x[:, block b] · W[block b, :]; the column blocks of x are
  * copied (rows · K floats, small next to the product) and the partial products summed in place.
  *
- * Only for float32, untransposed operands, a right operand without batch dimensions, K ≥ SPLIT_MIN_K and
- * N ≥ SPLIT_MIN_N;
+ * Transposed operands (a Linear's backward: dy·Wᵀ, xᵀ·dy), which tfjs-wasm runs on a scalar loop, are
+ * first laid out plainly with the wasm Transpose (one copy). The split itself is only for float32,
+ * untransposed operands, a right operand without batch dimensions, K ≥ SPLIT_MIN_K and N ≥ SPLIT_MIN_N;
  * everything else goes to the stock kernel. The aliases of a tensor are released with its memory: the
  * backend's disposeData is wrapped once for that.
  */
@@ -58,7 +59,7 @@ interface State {
   ours: tf.KernelConfig;
   /** Per backend tensor (dataId) and shape: the alias ids of its K-blocks. */
   aliases: Map<object, Map<string, number[]>>;
-  calls: { split: number; stock: number };
+  calls: { split: number; stock: number; transposed: number };
 }
 
 let state: State | null = null;
@@ -69,6 +70,21 @@ function isWasmBackend(b: unknown): b is WasmBackend {
 }
 
 const prod = (xs: readonly number[]) => xs.reduce((p, v) => p * v, 1);
+
+/** Transposed products from this many multiply-adds are laid out plainly first (below, the copy does not pay). */
+export const TRANSPOSE_MIN_MACS = 2 ** 16;
+
+/** Float32, no batch dimensions beyond leading 1s, big enough: a transposed product worth a copy. */
+function worthTransposing(a: tf.TensorInfo, b: tf.TensorInfo, ta: boolean, tb: boolean): boolean {
+  if (a.dtype !== 'float32' || b.dtype !== 'float32' || a.shape.length < 2 || b.shape.length < 2) return false;
+  if (prod(a.shape.slice(0, -2)) !== 1 || prod(b.shape.slice(0, -2)) !== 1) return false;
+  const [ar, ac] = a.shape.slice(-2);
+  const [br, bc] = b.shape.slice(-2);
+  const M = ta ? ac : ar;
+  const K = ta ? ar : ac;
+  const N = tb ? br : bc;
+  return M * K * N >= TRANSPOSE_MIN_MACS && K === (tb ? bc : br);
+}
 
 /** sum += part over n float32 values at those heap offsets (views made now: the heap may have grown). */
 function addInto(backend: WasmBackend, sumOffset: number, partOffset: number, n: number): void {
@@ -90,8 +106,9 @@ export function installWasmSplitMatmul(): boolean {
   const wasmBatchMatMul = backend.wasm.cwrap('BatchMatMul', null, ['number', 'array', 'number', 'number', 'array', 'number', 'number', 'number', 'number']);
   const slice = tf.getKernel('Slice', 'wasm')!.kernelFunc as KernelFunc;
   const reshape = tf.getKernel('Reshape', 'wasm')!.kernelFunc as KernelFunc;
+  const transpose = tf.getKernel('Transpose', 'wasm')!.kernelFunc as KernelFunc;
   const aliases = new Map<object, Map<string, number[]>>();
-  const calls = { split: 0, stock: 0 };
+  const calls = { split: 0, stock: 0, transposed: 0 };
 
   // Release a tensor's aliases (and so XNNPACK's packed blocks) when its memory goes.
   const dispose = backend.disposeData.bind(backend);
@@ -126,6 +143,26 @@ export function installWasmSplitMatmul(): boolean {
   const kernelFunc: KernelFunc = (args) => {
     const { a, b } = args.inputs as { a: tf.TensorInfo; b: tf.TensorInfo };
     const { transposeA, transposeB } = (args.attrs ?? {}) as { transposeA?: boolean; transposeB?: boolean };
+    if ((transposeA || transposeB) && args.backend === backend && worthTransposing(a, b, !!transposeA, !!transposeB)) {
+      // tfjs-wasm runs any transposed operand on its scalar loop (1–4 GFLOPS; a Linear's backward is
+      // dy·Wᵀ and xᵀ·dy): lay the operand out transposed (one copy) and take XNNPACK instead (35–44)
+      calls.transposed++;
+      const temps: tf.TensorInfo[] = [];
+      const plain = (x: tf.TensorInfo, flip: boolean): tf.TensorInfo => {
+        if (!flip) return x;
+        const rows = x.shape[x.shape.length - 2];
+        const cols = x.shape[x.shape.length - 1];
+        const x2 = reshape({ inputs: { x }, backend, attrs: { shape: [rows, cols] } }) as tf.TensorInfo;
+        const t = transpose({ inputs: { x: x2 }, backend, attrs: { perm: [1, 0] } }) as tf.TensorInfo;
+        temps.push(x2, t);
+        return t;
+      };
+      try {
+        return kernelFunc({ inputs: { a: plain(a, !!transposeA), b: plain(b, !!transposeB) }, backend, attrs: { transposeA: false, transposeB: false } });
+      } finally {
+        for (const t of temps) backend.disposeData(t.dataId);
+      }
+    }
     const K = a.shape[a.shape.length - 1];
     const N = b.shape[b.shape.length - 1];
     const eligible =
@@ -190,6 +227,6 @@ export function uninstallWasmSplitMatmul(): void {
 }
 
 /** Products the split kernel took and handed to the stock kernel since install (null when not installed). */
-export function wasmSplitMatmulCalls(): { split: number; stock: number } | null {
+export function wasmSplitMatmulCalls(): { split: number; stock: number; transposed: number } | null {
   return state ? { ...state.calls } : null;
 }

@@ -10,17 +10,18 @@ import { nativeMatmulStatus } from '../../src/native';
 // Runs in the stock-wasm pass of the suite (the default); skipped, and reported so, on cpu and native runs.
 const stockWasmRun = (process.env.VIDEO_LLAVA_BACKEND ?? 'wasm') === 'wasm' && process.env.VIDEO_LLAVA_NATIVE !== '1';
 
-function both(f: () => tf.Tensor): { stock: Float32Array; split: Float32Array; took: number } {
+function both(f: () => tf.Tensor): { stock: Float32Array; split: Float32Array; took: number; transposed: number } {
   uninstallWasmSplitMatmul();
   const r0 = f();
   const stock = r0.dataSync() as Float32Array;
   r0.dispose();
   installWasmSplitMatmul();
-  const before = wasmSplitMatmulCalls()!.split;
+  const before = wasmSplitMatmulCalls()!;
   const r1 = f();
   const split = r1.dataSync() as Float32Array;
   r1.dispose();
-  return { stock, split, took: wasmSplitMatmulCalls()!.split - before };
+  const after = wasmSplitMatmulCalls()!;
+  return { stock, split, took: after.split - before.split, transposed: after.transposed - before.transposed };
 }
 
 function maxRel(x: Float32Array, ref: Float32Array): number {
@@ -79,11 +80,14 @@ function maxRel(x: Float32Array, ref: Float32Array): number {
     const wb = tf.randomNormal([2, SPLIT_MIN_K, SPLIT_MIN_N]);
     const short = tf.randomNormal([SPLIT_MIN_K - 1, SPLIT_MIN_N]);
     const narrow = tf.randomNormal([SPLIT_MIN_K, SPLIT_MIN_N - 1]); // e.g. attention's probs·v per head
+    const tiny = tf.randomNormal([8, 8]);
     const before = wasmSplitMatmulCalls()!;
-    tf.dispose([tf.matMul(a, wt, false, true), tf.matMul(tf.stack([a, a]), wb), tf.matMul(tf.slice(a, [0, 1]), short), tf.matMul(a, narrow)]);
+    tf.dispose([tf.matMul(tiny, tiny, false, true), tf.matMul(tf.stack([a, a]), wb), tf.matMul(tf.slice(a, [0, 1]), short), tf.matMul(a, narrow)]);
     const after = wasmSplitMatmulCalls()!;
     expect(after.split - before.split).toBe(0);
+    expect(after.transposed - before.transposed).toBe(0); // 8·8·8 multiply-adds: not worth a copy
     expect(after.stock - before.stock).toBe(4);
+    tiny.dispose();
     tf.dispose([tf.matMul(a, w)]);
     expect(wasmSplitMatmulCalls()!.split - after.split).toBe(1);
     tf.dispose([a, w, wt, wb, short]);
@@ -107,6 +111,21 @@ function maxRel(x: Float32Array, ref: Float32Array): number {
     expect(sum()).toEqual([8192]);
     v.dispose();
     x.dispose();
+  });
+
+  const transposedCases: Array<[string, number[], number[], boolean, boolean]> = [
+    ['dy·Wᵀ (a Linear\'s input gradient)', [40, 96], [64, 96], false, true],
+    ['xᵀ·dy (a Linear\'s weight gradient)', [40, 64], [40, 96], true, false],
+    ['both transposed', [64, 40], [96, 64], true, true],
+    ['transposed into a split (K = 2048, N = 512)', [6, 2048], [512, 2048], false, true],
+  ];
+  test.each(transposedCases)('transposed operands laid out plainly, same values: %s', (_, aShape, bShape, ta, tb) => {
+    const a = tf.randomNormal(aShape, 0, 1, 'float32', 7);
+    const b = tf.randomNormal(bShape, 0, 1, 'float32', 8);
+    const r = both(() => tf.matMul(a, b, ta, tb));
+    expect(r.transposed).toBe(1);
+    expect(maxRel(r.split, r.stock)).toBeLessThan(1e-5);
+    tf.dispose([a, b]);
   });
 
   test('gradients through it match the stock kernel', () => {
