@@ -94,14 +94,19 @@ export class Parameter {
     return this.toCheckpointLayout(this.value);
   }
 
-  /** A storage-layout tensor (the value, a gradient, an update) in checkpoint layout; a new tensor. */
+  /**
+   * A storage-layout tensor (the value, a gradient, an update) in checkpoint layout; a new tensor. Under
+   * tidy: a layout may take several ops, whose intermediates must not outlive the call.
+   */
   toCheckpointLayout(t: tf.Tensor): tf.Tensor {
-    return this.layout ? this.layout.toCheckpoint(t) : t.clone();
+    const layout = this.layout;
+    return layout ? tf.tidy(() => layout.toCheckpoint(t)) : t.clone();
   }
 
-  /** A checkpoint-layout tensor in storage layout; a new tensor. */
+  /** A checkpoint-layout tensor in storage layout; a new tensor (intermediates freed, as above). */
   toStorageLayout(t: tf.Tensor): tf.Tensor {
-    return this.layout ? this.layout.toStorage(t) : t.clone();
+    const layout = this.layout;
+    return layout ? tf.tidy(() => layout.toStorage(t)) : t.clone();
   }
 
   dispose(): void {

@@ -57,6 +57,8 @@ type KernelFunc = (args: { inputs: tf.NamedTensorInfoMap; backend: unknown; attr
 interface State {
   stock: tf.KernelConfig;
   ours: tf.KernelConfig;
+  /** The backend's own disposeData, put back by uninstall. */
+  dispose: WasmBackend['disposeData'];
   /** Per backend tensor (dataId) and shape: the alias ids of its K-blocks. */
   aliases: Map<object, Map<string, number[]>>;
   calls: { split: number; stock: number; transposed: number };
@@ -86,6 +88,11 @@ function worthTransposing(a: tf.TensorInfo, b: tf.TensorInfo, ta: boolean, tb: b
   return M * K * N >= TRANSPOSE_MIN_MACS && K === (tb ? bc : br);
 }
 
+/** The stock kernel's output shape: the broadcast batch dimensions of a and b, then [M, N]. */
+function outputShape(a: tf.TensorInfo, b: tf.TensorInfo, M: number, N: number): number[] {
+  return [...tf.broadcast_util.assertAndGetBroadcastShape(a.shape.slice(0, -2), b.shape.slice(0, -2)), M, N];
+}
+
 /** sum += part over n float32 values at those heap offsets (views made now: the heap may have grown). */
 function addInto(backend: WasmBackend, sumOffset: number, partOffset: number, n: number): void {
   const heap = backend.wasm.HEAPF32.buffer;
@@ -111,9 +118,9 @@ export function installWasmSplitMatmul(): boolean {
   const calls = { split: 0, stock: 0, transposed: 0 };
 
   // Release a tensor's aliases (and so XNNPACK's packed blocks) when its memory goes.
-  const dispose = backend.disposeData.bind(backend);
+  const dispose = backend.disposeData; // restored as is by uninstall
   backend.disposeData = (dataId: object, force?: boolean) => {
-    const released = dispose(dataId, force);
+    const released = dispose.call(backend, dataId, force);
     const own = released ? aliases.get(dataId) : undefined;
     if (own) {
       for (const ids of own.values()) for (const id of ids) backend.wasm.tfjs.disposeData(id);
@@ -158,7 +165,11 @@ export function installWasmSplitMatmul(): boolean {
         return t;
       };
       try {
-        return kernelFunc({ inputs: { a: plain(a, !!transposeA), b: plain(b, !!transposeB) }, backend, attrs: { transposeA: false, transposeB: false } });
+        const out = kernelFunc({ inputs: { a: plain(a, !!transposeA), b: plain(b, !!transposeB) }, backend, attrs: { transposeA: false, transposeB: false } }) as tf.TensorInfo;
+        const shape = outputShape(a, b, out.shape[out.shape.length - 2], out.shape[out.shape.length - 1]);
+        if (shape.length === out.shape.length) return out;
+        temps.push(out);
+        return reshape({ inputs: { x: out }, backend, attrs: { shape } }) as tf.TensorInfo;
       } finally {
         for (const t of temps) backend.disposeData(t.dataId);
       }
@@ -201,8 +212,7 @@ export function installWasmSplitMatmul(): boolean {
     }
     if (scratch) backend.disposeData(scratch.dataId);
     backend.disposeData(a2.dataId);
-    const outShape = [...a.shape.slice(0, -1), N];
-    const result = reshape({ inputs: { x: sum }, backend, attrs: { shape: outShape } }) as tf.TensorInfo;
+    const result = reshape({ inputs: { x: sum }, backend, attrs: { shape: outputShape(a, b, a.shape[a.shape.length - 2], N) } }) as tf.TensorInfo;
     backend.disposeData(sum.dataId);
     return result;
   };
@@ -210,7 +220,7 @@ export function installWasmSplitMatmul(): boolean {
   const ours: tf.KernelConfig = { ...stock, kernelFunc: kernelFunc as tf.KernelFunc };
   tf.unregisterKernel('BatchMatMul', 'wasm');
   tf.registerKernel(ours);
-  state = { stock, ours, aliases, calls };
+  state = { stock, ours, dispose, aliases, calls };
   return true;
 }
 
@@ -221,8 +231,10 @@ export function uninstallWasmSplitMatmul(): void {
     tf.unregisterKernel('BatchMatMul', 'wasm');
     tf.registerKernel(state.stock);
   }
-  for (const own of state.aliases.values()) for (const ids of own.values()) for (const id of ids) (tf.findBackend('wasm') as unknown as WasmBackend).wasm.tfjs.disposeData(id);
+  const backend = tf.findBackend('wasm') as unknown as WasmBackend;
+  for (const own of state.aliases.values()) for (const ids of own.values()) for (const id of ids) backend.wasm.tfjs.disposeData(id);
   state.aliases.clear();
+  backend.disposeData = state.dispose;
   state = null;
 }
 

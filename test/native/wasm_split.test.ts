@@ -14,11 +14,13 @@ function both(f: () => tf.Tensor): { stock: Float32Array; split: Float32Array; t
   uninstallWasmSplitMatmul();
   const r0 = f();
   const stock = r0.dataSync() as Float32Array;
+  const stockShape = r0.shape;
   r0.dispose();
   installWasmSplitMatmul();
   const before = wasmSplitMatmulCalls()!;
   const r1 = f();
   const split = r1.dataSync() as Float32Array;
+  expect(r1.shape).toEqual(stockShape); // the stock kernel's output shape, leading batch dimensions included
   r1.dispose();
   const after = wasmSplitMatmulCalls()!;
   return { stock, split, took: after.split - before.split, transposed: after.transposed - before.transposed };
@@ -39,6 +41,15 @@ function maxRel(x: Float32Array, ref: Float32Array): number {
     expect(tf.getBackend()).toBe('wasm');
     expect(nativeMatmulStatus().path).toBe('wasm');
     expect(wasmSplitMatmulCalls()).not.toBeNull();
+    // uninstall puts the backend's own disposeData back (installs do not stack wrappers on it)
+    const disposeOf = () => (tf.backend() as unknown as { disposeData: unknown }).disposeData;
+    uninstallWasmSplitMatmul();
+    const own = disposeOf();
+    installWasmSplitMatmul();
+    expect(disposeOf()).not.toBe(own);
+    uninstallWasmSplitMatmul();
+    expect(disposeOf()).toBe(own);
+    installWasmSplitMatmul();
   });
 
   const cases: Array<[string, number[], number[]]> = [
@@ -118,6 +129,7 @@ function maxRel(x: Float32Array, ref: Float32Array): number {
     ['xᵀ·dy (a Linear\'s weight gradient)', [40, 64], [40, 96], true, false],
     ['both transposed', [64, 40], [96, 64], true, true],
     ['transposed into a split (K = 2048, N = 512)', [6, 2048], [512, 2048], false, true],
+    ['a transposed left operand with a leading 1', [1, 64, 40], [64, 96], true, false],
   ];
   test.each(transposedCases)('transposed operands laid out plainly, same values: %s', (_, aShape, bShape, ta, tb) => {
     const a = tf.randomNormal(aShape, 0, 1, 'float32', 7);

@@ -17,9 +17,8 @@ import { ClipVisionConfig, clipGrid } from './config';
 function patchLayout(D: number, C: number, p: number): ParameterLayout {
   return {
     storageShape: () => [C * p * p, D],
-    // tidy: the intermediate of the two-op rearrangement must not outlive the call
-    toStorage: (t) => tf.tidy(() => tf.transpose(tf.reshape(t, [D, C * p * p]))),
-    toCheckpoint: (t) => tf.tidy(() => tf.reshape(tf.transpose(t), [D, C, p, p])),
+    toStorage: (t) => tf.transpose(tf.reshape(t, [D, C * p * p])),
+    toCheckpoint: (t) => tf.reshape(tf.transpose(t), [D, C, p, p]),
   };
 }
 
