@@ -68,3 +68,13 @@ export class TokenizerError extends VideoLlavaError {}
 
 /** A tfjs backend was asked for but cannot be used. */
 export class BackendError extends VideoLlavaError {}
+
+/** A job queue (Redis, BullMQ) is unreachable or answered with an error. */
+export class QueueError extends VideoLlavaError {
+  constructor(
+    readonly url: string,
+    message: string,
+  ) {
+    super(`${url}: ${message}`);
+  }
+}
