@@ -1,10 +1,12 @@
 #!/usr/bin/env node
 /** The `video-llava` command. User mistakes print one line and exit 1; only internal bugs show a stack. */
 import { VideoLlavaError } from '../errors';
+import { EVAL_HELP, evalCommand } from './eval';
 import { FORWARD_HELP, forwardCommand } from './forward';
 import { GENERATE_HELP, generateCommand } from './generate';
 import { PARITY_HELP, parityCommand } from './parity';
 import { PREPROCESS_HELP, preprocessCommand } from './preprocess';
+import { WORKER_HELP, workerCommand } from './worker';
 
 const HELP = `video-llava — Video-LLaVA on TensorFlow.js
 
@@ -12,6 +14,8 @@ Usage:
   video-llava generate --model DIR [--video F]... [--image F]... --prompt TEXT [--max-new-tokens N]
   video-llava forward --model DIR --inputs IN.safetensors --out OUT.safetensors [--hidden-states]
   video-llava parity [--fixtures DIR] [--model NAME]
+  video-llava eval --model DIR --manifest IN.jsonl --output OUT.jsonl [--queue redis://HOST:PORT]
+  video-llava worker --queue redis://HOST:PORT --model DIR
   video-llava <command> --help
 
 Commands:
@@ -19,6 +23,8 @@ Commands:
   forward      run one forward pass on tensors from a safetensors file, write logits (parity with Python)
   preprocess   run the processor on files and write input_ids / pixel values (parity with Python)
   parity       per-stage max differences from Python on the reference fixtures
+  eval         answer a manifest of questions (resumable; scores and a summary table), locally or on a queue
+  worker       run eval items from a Redis queue (BullMQ) with a model loaded once
 
 Every command takes --backend wasm|cpu|tensorflow (default wasm, or the VIDEO_LLAVA_BACKEND variable).
 `;
@@ -30,6 +36,8 @@ const COMMANDS: Record<string, { run: Command; help: string }> = {
   forward: { run: forwardCommand, help: FORWARD_HELP },
   parity: { run: parityCommand, help: PARITY_HELP },
   preprocess: { run: preprocessCommand, help: PREPROCESS_HELP },
+  eval: { run: evalCommand, help: EVAL_HELP },
+  worker: { run: workerCommand, help: WORKER_HELP },
 };
 
 export async function main(argv: string[]): Promise<number> {

@@ -34,7 +34,10 @@ export interface ItemResult {
   tokens: number;
   promptTokens?: number;
   finishReason?: FinishReason;
-  /** Milliseconds. Model times are this item's share of its batch (batch time / batchSize). */
+  /**
+   * Milliseconds. preprocessMs: from the start of the item's preparation until its inputs were ready (waiting
+   * for a decoder included); model times: this item's share of its batch (batch time / batchSize).
+   */
   timings?: { preprocessMs: number; visionMs: number; prefillMs: number; decodeMs: number; batchSize: number };
   /** The typed error that stopped this item (class name and message). */
   error?: { type: string; message: string };

@@ -16,7 +16,7 @@ import { VideoLlavaProcessor } from '../processing/processor';
 import { InputError } from '../errors';
 import { EvalItem, readManifest } from './manifest';
 import { ItemResult, ResultsWriter, readResults } from './results';
-import { DEFAULT_GENERATION, EvalGenerationOptions, ItemRunner } from './runner';
+import { DEFAULT_GENERATION, EvalGenerationOptions, ItemRunner, defaultBatchSize } from './runner';
 import { EvalSummary, summarize } from './score';
 
 export interface LoadedModel {
@@ -47,7 +47,7 @@ export interface EvalOptions {
   /** A checkpoint directory or Hub id, or a model already loaded (it is not disposed then). */
   model: string | LoadedModel;
   generation?: Partial<EvalGenerationOptions>;
-  /** Items per generate() call (default 1). */
+  /** Items per generate() call (default: defaultBatchSize in runner.ts, 4 for small models, 1 at 7B). */
   batchSize?: number;
   /** Items in flight (default batchSize + 2). */
   concurrency?: number;
@@ -87,9 +87,6 @@ export function resolveGeneration(g: Partial<EvalGenerationOptions> = {}): EvalG
 export async function evaluate(options: EvalOptions): Promise<EvalRunResult> {
   const items = typeof options.manifest === 'string' ? await readManifest(options.manifest) : options.manifest;
   const generation = resolveGeneration(options.generation);
-  const batchSize = options.batchSize ?? 1;
-  const concurrency = options.concurrency ?? batchSize + 2;
-  if (!(Number.isInteger(concurrency) && concurrency >= 1)) throw new InputError('concurrency', `expected an integer ≥ 1, found ${concurrency}`);
   const writer = ResultsWriter.open(options.output, { dropErrors: options.retryErrors });
   const t0 = Date.now();
   let loaded: LoadedModel | undefined;
@@ -108,6 +105,9 @@ export async function evaluate(options: EvalOptions): Promise<EvalRunResult> {
     let errors = 0;
     if (pending.length > 0) {
       loaded = typeof options.model === 'string' ? await loadModel(options.model) : options.model;
+      const batchSize = options.batchSize ?? defaultBatchSize(loaded.model);
+      const concurrency = options.concurrency ?? batchSize + 2;
+      if (!(Number.isInteger(concurrency) && concurrency >= 1)) throw new InputError('concurrency', `expected an integer ≥ 1, found ${concurrency}`);
       const runner = new ItemRunner(loaded.model, loaded.processor, loaded.generationConfig, { batchSize, decoders: options.decoders, signal: options.signal });
       const started = Date.now();
       let next = 0;

@@ -40,8 +40,22 @@ export interface EvalGenerationOptions {
 
 export const DEFAULT_GENERATION: EvalGenerationOptions = { maxNewTokens: 60, numFrames: 8 };
 
+/** Memory that the key/value caches of a default batch may take at full context. */
+const DEFAULT_BATCH_KV_BYTES = 512 * 1024 * 1024;
+
+/**
+ * The default items per generate() call: 4 (measured faster than 1 on the demo model, benchmarks/RESULTS.md)
+ * when four float32 KV caches at full context (capped at 4096 positions) fit in 512 MiB, else 1: at 7B one
+ * cache of a 2k-token video prompt is already 2 GiB.
+ */
+export function defaultBatchSize(model: VideoLlavaForConditionalGeneration): number {
+  const t = model.config.text_config;
+  const perPosition = t.num_hidden_layers * 2 * t.num_key_value_heads * t.head_dim * 4;
+  return 4 * perPosition * Math.min(t.max_position_embeddings, 4096) <= DEFAULT_BATCH_KV_BYTES ? 4 : 1;
+}
+
 export interface RunnerOptions {
-  /** Items per generate() call (default 1). */
+  /** Items per generate() call (default defaultBatchSize(model)). */
   batchSize?: number;
   /** Videos decoded at the same time (default 2). */
   decoders?: number;
@@ -78,7 +92,7 @@ export class ItemRunner {
     readonly generationConfig: GenerationConfig,
     private readonly options: RunnerOptions = {},
   ) {
-    this.batchSize = options.batchSize ?? 1;
+    this.batchSize = options.batchSize ?? defaultBatchSize(model);
     if (!(Number.isInteger(this.batchSize) && this.batchSize >= 1)) throw new InputError('batchSize', `expected an integer ≥ 1, found ${this.batchSize}`);
     this.frames = new FrameCache(options.decoders ?? 2, options.frameCacheSize ?? 4);
   }

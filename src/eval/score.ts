@@ -39,9 +39,8 @@ export interface EvalSummary {
   total: Tally;
   /** Error class name → count. */
   errorKinds: Array<[string, number]>;
-  /** Means over the items that ran: generated tokens, preprocessing and model milliseconds. */
+  /** Means over the items that ran: generated tokens, and model milliseconds (the item's share of its batch). */
   meanTokens: number;
-  meanPreprocessMs: number;
   meanModelMs: number;
 }
 
@@ -54,7 +53,6 @@ export function summarize(results: Iterable<ItemResult>): EvalSummary {
   const errorKinds = new Map<string, number>();
   let ran = 0;
   let tokens = 0;
-  let preprocessMs = 0;
   let modelMs = 0;
   for (const r of results) {
     const t = byType.get(r.type ?? NO_TYPE) ?? empty();
@@ -70,10 +68,7 @@ export function summarize(results: Iterable<ItemResult>): EvalSummary {
     else {
       ran++;
       tokens += r.tokens;
-      if (r.timings) {
-        preprocessMs += r.timings.preprocessMs;
-        modelMs += r.timings.visionMs + r.timings.prefillMs + r.timings.decodeMs;
-      }
+      if (r.timings) modelMs += r.timings.visionMs + r.timings.prefillMs + r.timings.decodeMs;
     }
   }
   const sorted = [...byType.entries()].sort(([a], [b]) => (a === NO_TYPE ? 1 : b === NO_TYPE ? -1 : a < b ? -1 : a > b ? 1 : 0));
@@ -83,7 +78,6 @@ export function summarize(results: Iterable<ItemResult>): EvalSummary {
     total,
     errorKinds: [...errorKinds.entries()].sort((a, b) => b[1] - a[1]),
     meanTokens: mean(tokens),
-    meanPreprocessMs: mean(preprocessMs),
     meanModelMs: mean(modelMs),
   };
 }
@@ -98,7 +92,7 @@ export function summaryTable(s: EvalSummary): string {
   lines.push(row('**all**', s.total));
   if (s.errorKinds.length > 0) lines.push('', `errors: ${s.errorKinds.map(([k, n]) => `${k} ${n}`).join(', ')}`);
   if (s.total.items > s.total.errors) {
-    lines.push(`per item: ${s.meanTokens.toFixed(1)} new tokens, preprocessing ${s.meanPreprocessMs.toFixed(0)} ms, model ${s.meanModelMs.toFixed(0)} ms`);
+    lines.push(`per item: ${s.meanTokens.toFixed(1)} new tokens, model ${s.meanModelMs.toFixed(0)} ms (its share of its batch)`);
   }
   return lines.join('\n');
 }

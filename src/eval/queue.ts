@@ -1,0 +1,255 @@
+/**
+ * Evaluation across machines on a BullMQ queue in Redis.
+ *
+ *   producer  (`video-llava eval --queue redis://…`) puts every manifest item that has no result line yet on
+ *             the queue, one job per item (job id = run key + hash of the item id, so adding an item twice is
+ *             a no-op), then gathers finished jobs into the output JSONL: append + fsync first, remove the job
+ *             from Redis second. A producer killed between the two finds the line on restart and only
+ *             removes the job, so every item gets exactly one line. The output file is the state, as in a
+ *             local run; a rerun resumes.
+ *   worker    (`video-llava worker --queue redis://… --model DIR`) loads its model once and runs jobs through
+ *             the same ItemRunner as a local run (decode overlap, batching across its in-flight jobs). An
+ *             item's own error is a normal result line; a worker that dies leaves its jobs locked, and once
+ *             the lock expires (lockMs) BullMQ's stalled-job check hands them to another worker, at most
+ *             maxStalled times; after that the job fails and the producer writes its error line.
+ *
+ * The run key is derived from the output file (host + absolute path): producers of different outputs can
+ * share a queue and each gathers only its own jobs.
+ */
+import { createHash } from 'crypto';
+import * as os from 'os';
+import * as path from 'path';
+import { Job, Queue, Worker } from 'bullmq';
+import { Redis } from 'ioredis';
+import { InputError, QueueError } from '../errors';
+import { EvalItem, readManifest } from './manifest';
+import { ItemResult, ResultsWriter } from './results';
+import { EvalGenerationOptions, ItemRunner, defaultBatchSize, failed } from './runner';
+import { EvalOptions, EvalRunResult, LoadedModel, loadModel, resolveGeneration } from './run';
+import { summarize } from './score';
+
+export const DEFAULT_QUEUE_NAME = 'video-llava-eval';
+
+export interface QueueConnection {
+  /** redis://[user:password@]host[:port][/db] (rediss:// for TLS). */
+  url: string;
+  /** The BullMQ queue name (default "video-llava-eval"); producer and workers must agree. */
+  name?: string;
+}
+
+interface JobData {
+  runKey: string;
+  item: EvalItem;
+  generation: EvalGenerationOptions;
+}
+
+export interface QueueEvalOptions extends Omit<EvalOptions, 'model' | 'batchSize' | 'concurrency' | 'decoders'> {
+  queue: QueueConnection;
+  /** Tries per job when a worker's processing throws (not an item error: those are results); default 2. */
+  attempts?: number;
+  /** How often finished jobs are gathered (default 250 ms). */
+  pollMs?: number;
+  /** Give up after Redis has failed every request for this long (default 15 000 ms). */
+  redisTimeoutMs?: number;
+}
+
+/** The URL with its password replaced, for messages. */
+export function redactUrl(url: string): string {
+  return url.replace(/^(\w+:\/\/[^:@/]*:)[^@/]*@/, '$1***@');
+}
+
+/**
+ * Connects, failing fast with a QueueError when Redis does not answer; then a client that reconnects by
+ * itself. Workers need maxRetriesPerRequest null (BullMQ's blocking calls wait through reconnections).
+ */
+export async function connectRedis(url: string, role: 'producer' | 'worker', connectTimeoutMs = 5000): Promise<Redis> {
+  if (!/^rediss?:\/\//.test(url)) throw new InputError('--queue', `expected a redis:// or rediss:// URL, found "${redactUrl(url)}"`);
+  const probe = new Redis(url, { lazyConnect: true, connectTimeout: connectTimeoutMs, retryStrategy: () => null, maxRetriesPerRequest: 0, enableOfflineQueue: false });
+  probe.on('error', () => undefined); // reported through the rejected promise below
+  try {
+    await probe.connect();
+    await probe.ping();
+  } catch (e) {
+    throw new QueueError(redactUrl(url), `Redis is unreachable (${(e as Error).message}); start redis-server there or fix --queue`);
+  } finally {
+    probe.disconnect();
+  }
+  const client = new Redis(url, {
+    maxRetriesPerRequest: role === 'worker' ? null : 2,
+    retryStrategy: (times) => Math.min(100 * times, 2000),
+  });
+  client.on('error', () => undefined); // ioredis reconnects; callers see failed requests
+  return client;
+}
+
+export function runKeyFor(output: string): string {
+  return createHash('sha256').update(`${os.hostname()}\0${path.resolve(output)}`).digest('hex').slice(0, 12);
+}
+
+function jobIdFor(runKey: string, id: string): string {
+  return `${runKey}-${createHash('sha256').update(id).digest('hex').slice(0, 24)}`;
+}
+
+/** The producer: queue the pending items, gather their results into the output file. */
+export async function evaluateOnQueue(options: QueueEvalOptions): Promise<EvalRunResult> {
+  const items = typeof options.manifest === 'string' ? await readManifest(options.manifest) : options.manifest;
+  const generation = resolveGeneration(options.generation);
+  const url = redactUrl(options.queue.url);
+  const pollMs = options.pollMs ?? 250;
+  const redisTimeoutMs = options.redisTimeoutMs ?? 15_000;
+  const t0 = Date.now();
+  const redis = await connectRedis(options.queue.url, 'producer');
+  const queue = new Queue<JobData, ItemResult>(options.queue.name ?? DEFAULT_QUEUE_NAME, { connection: redis });
+  queue.on('error', () => undefined); // surfaces as failed requests below
+  let writer: ResultsWriter | undefined;
+  try {
+    writer = ResultsWriter.open(options.output, { dropErrors: options.retryErrors });
+    const results = writer.results;
+    const runKey = runKeyFor(options.output);
+    const wanted = new Set(items.map((i) => i.id));
+    const resumed = items.filter((i) => results.has(i.id)).length;
+    let ranNow = 0;
+    let errors = 0;
+    let lastOk = Date.now();
+    const call = async <T>(what: string, f: () => Promise<T>): Promise<T | undefined> => {
+      try {
+        const v = await f();
+        lastOk = Date.now();
+        return v;
+      } catch (e) {
+        if (Date.now() - lastOk > redisTimeoutMs) {
+          throw new QueueError(url, `Redis failed every request for ${redisTimeoutMs} ms (${what}: ${(e as Error).message}); ` + `the ${resumed + ranNow} finished items are in ${options.output}: rerun to resume`);
+        }
+        return undefined;
+      }
+    };
+
+    const gather = async (): Promise<void> => {
+      for (const state of ['completed', 'failed'] as const) {
+        const jobs = (await call(`listing ${state} jobs`, () => queue.getJobs([state], 0, -1))) ?? [];
+        const mine = jobs.filter((j): j is Job<JobData, ItemResult> => !!j && typeof j.id === 'string' && j.id.startsWith(`${runKey}-`));
+        const lines: ItemResult[] = [];
+        for (const job of mine) {
+          const id = job.data.item.id;
+          if (wanted.has(id) && !results.has(id) && !lines.some((l) => l.id === id)) lines.push(state === 'completed' ? { ...job.returnvalue, attempts: job.attemptsStarted } : lostJob(job));
+        }
+        writer!.append(lines); // durable before the jobs go
+        for (const line of lines) {
+          ranNow++;
+          if (line.error) errors++;
+          const elapsedMs = Date.now() - t0;
+          const rate = (ranNow / elapsedMs) * 1000;
+          options.onProgress?.({ done: resumed + ranNow, total: items.length, ranNow, errors, elapsedMs, rate, etaMs: ((items.length - resumed - ranNow) / rate) * 1000, last: line });
+        }
+        for (const job of mine) await call('removing a gathered job', () => job.remove());
+      }
+    };
+
+    options.onResume?.({
+      finished: resumed,
+      pending: items.length - resumed,
+      droppedBytes: writer.opened.droppedBytes,
+      duplicates: writer.opened.duplicates.length,
+      foreign: [...results.keys()].filter((id) => !wanted.has(id)).length,
+    });
+    await gather(); // results an earlier producer of this file left in Redis
+    const pending = items.filter((i) => !results.has(i.id));
+    for (let s = 0; s < pending.length; s += 500) {
+      const chunk = pending.slice(s, s + 500).map((item) => ({
+        name: 'item',
+        data: { runKey, item, generation },
+        opts: { jobId: jobIdFor(runKey, item.id), attempts: options.attempts ?? 2, backoff: { type: 'fixed', delay: 1000 }, removeOnComplete: false, removeOnFail: false },
+      }));
+      const added = await call('adding jobs', () => queue.addBulk(chunk));
+      if (!added) s -= 500; // Redis hiccup: try the chunk again (call() throws once it has been down too long)
+    }
+    while (items.some((i) => !results.has(i.id)) && !options.signal?.aborted) {
+      await new Promise((resolve) => setTimeout(resolve, pollMs));
+      await gather();
+    }
+    const finished = items.flatMap((i) => results.get(i.id) ?? []);
+    return { summary: summarize(finished), ranNow, resumed, aborted: finished.length < items.length, elapsedMs: Date.now() - t0 };
+  } finally {
+    writer?.close();
+    await queue.close().catch(() => undefined);
+    redis.disconnect();
+  }
+}
+
+/** The result line of a job that BullMQ gave up on (worker lost too often, or processing threw every try). */
+function lostJob(job: Job<JobData, ItemResult>): ItemResult {
+  const reason = job.failedReason || 'failed without a reason';
+  const stalled = /stalled/i.test(reason);
+  const line = failed(job.data.item, Object.assign(new Error(stalled ? `${reason} (the worker running it was lost ${job.stalledCounter} time(s))` : reason), { name: stalled ? 'StalledJobError' : 'WorkerError' }));
+  return { ...line, attempts: job.attemptsStarted };
+}
+
+export interface WorkerOptions {
+  queue: QueueConnection;
+  model: string | LoadedModel;
+  /** Items per generate() call (default: defaultBatchSize in runner.ts). */
+  batchSize?: number;
+  /** Jobs held at once: a batch plus the next ones being decoded (default batchSize + 1). */
+  concurrency?: number;
+  decoders?: number;
+  /** A job's lock; a worker silent this long is taken for dead (default 120 000 ms). */
+  lockMs?: number;
+  /** How often locks are checked for stalled jobs (default 30 000 ms). */
+  stalledMs?: number;
+  /** Times a job may be recovered from a lost worker before it fails (default 2). */
+  maxStalled?: number;
+  signal?: AbortSignal;
+  onEvent?: (e: WorkerEvent) => void;
+}
+
+export type WorkerEvent =
+  | { kind: 'ready'; name: string }
+  | { kind: 'start'; id: string }
+  | { kind: 'done'; id: string; ms: number; error?: string }
+  | { kind: 'error'; message: string };
+
+/** A worker: runs jobs until the signal fires, then finishes the jobs it holds and returns. */
+export async function runWorker(options: WorkerOptions): Promise<{ processed: number }> {
+  const redis = await connectRedis(options.queue.url, 'worker');
+  let loaded: LoadedModel | undefined;
+  let worker: Worker<JobData, ItemResult> | undefined;
+  try {
+    loaded = typeof options.model === 'string' ? await loadModel(options.model) : options.model;
+    const batchSize = options.batchSize ?? defaultBatchSize(loaded.model);
+    const runner = new ItemRunner(loaded.model, loaded.processor, loaded.generationConfig, { batchSize, decoders: options.decoders });
+    const name = `${os.hostname()}:${process.pid}`;
+    let processed = 0;
+    const process_ = async (job: Job<JobData, ItemResult>): Promise<ItemResult> => {
+      const t = Date.now();
+      options.onEvent?.({ kind: 'start', id: job.data.item.id });
+      const result = (await runner.run(job.data.item, job.data.generation))!; // no signal: never null
+      processed++;
+      options.onEvent?.({ kind: 'done', id: job.data.item.id, ms: Date.now() - t, error: result.error?.message });
+      return { ...result, worker: name };
+    };
+    worker = new Worker<JobData, ItemResult>(options.queue.name ?? DEFAULT_QUEUE_NAME, process_, {
+      connection: redis,
+      name,
+      concurrency: options.concurrency ?? batchSize + 1,
+      lockDuration: options.lockMs ?? 120_000,
+      stalledInterval: options.stalledMs ?? 30_000,
+      maxStalledCount: options.maxStalled ?? 2,
+      autorun: false,
+    });
+    worker.on('error', (e) => options.onEvent?.({ kind: 'error', message: e.message }));
+    const running = worker.run();
+    await worker.waitUntilReady();
+    options.onEvent?.({ kind: 'ready', name });
+    await new Promise<void>((resolve) => {
+      if (options.signal?.aborted) resolve();
+      options.signal?.addEventListener('abort', () => resolve(), { once: true });
+    });
+    await worker.close(); // finishes the jobs it holds
+    await running;
+    return { processed };
+  } finally {
+    await worker?.close().catch(() => undefined);
+    redis.disconnect();
+    if (loaded && typeof options.model === 'string') loaded.model.dispose();
+  }
+}
