@@ -14,7 +14,7 @@ import * as path from 'path';
 import { writeVideo } from '../../src/data/media';
 import type { RawImage } from '../../src/processing/image';
 import { setBackend } from '../../src/backend';
-import { QUESTION_TYPES, QuestionType, ShapesExample, makeExample, questionsFor } from '../../src/data/questions';
+import { QUESTION_TYPES, QaPair, QuestionType, ShapesExample, makeExample, questionsFor } from '../../src/data/questions';
 import { generate } from '../../src/generation/generate';
 import { VideoLlavaForConditionalGeneration } from '../../src/models/video_llava/modeling';
 import { VideoLlavaProcessor, disposeProcessorOutput } from '../../src/processing/processor';
@@ -37,6 +37,11 @@ export interface Evaluation {
   failures: Array<{ index: number; type: QuestionType; question: string; expected: string; got: string }>;
 }
 
+/** The questions asked of an example: every answerable one, each in a phrasing drawn from (seed, index). */
+export function heldOutQuestions(ex: ShapesExample, seed: number): QaPair[] {
+  return questionsFor(ex.facts, new Rng(hashSeed(seed, ex.index, 0x5a)));
+}
+
 /**
  * Asks every answerable question of each example (phrasing drawn per example from `seed`), one batch of
  * left-padded prompts per example, and compares the greedy answers with the expected ones.
@@ -51,7 +56,7 @@ export async function evaluate(
   const byType = Object.fromEntries(QUESTION_TYPES.map((t) => [t, { correct: 0, total: 0 }])) as Record<QuestionType, Tally>;
   const failures: Evaluation['failures'] = [];
   for (const ex of list) {
-    const qa = questionsFor(ex.facts, new Rng(hashSeed(seed, ex.index, 0x5a)));
+    const qa = heldOutQuestions(ex, seed);
     const prompts = qa.map((q) => promptFor(ex.facts.media, q.question));
     let media: { images: RawImage[] } | { videos: Array<string | { frames: RawImage[] }> };
     if (ex.facts.media === 'image') media = { images: qa.map(() => ex.frames[0]) };

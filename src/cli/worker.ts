@@ -18,8 +18,9 @@ manifest must be readable here (same path on every machine, e.g. a shared file s
   --batch-size N          items per generate call (default 4 for small models, 1 at 7B; see eval --help)
   --concurrency N         jobs held at once: a batch and the next being decoded (default batch size + 1)
   --decoders N            videos decoded at once (default 2)
-  --lock-ms MS            a job's lock, renewed while it runs; a worker silent this long is taken for dead and
-                          its jobs go to another (default 120000: long enough for a 7B prefill that blocks)
+  --lock-ms MS            a job's lock, renewed while it runs (by a thread of its own: a long forward does not
+                          stop it); a worker gone this long is taken for dead and its jobs go to another
+                          (default 60000)
   --stalled-ms MS         how often locks are checked (default 30000)
   --max-stalled N         times a job is handed on after losing its worker before it fails with its error
                           (default 2)

@@ -19,14 +19,18 @@
 import { createHash } from 'crypto';
 import * as os from 'os';
 import * as path from 'path';
-import { Job, Queue, Worker } from 'bullmq';
-import { Redis } from 'ioredis';
-import { InputError, QueueError } from '../errors';
+import { Worker as Thread } from 'worker_threads';
+import { Job, Queue } from 'bullmq';
+import { QueueError } from '../errors';
 import { EvalItem, readManifest } from './manifest';
 import { ItemResult, ResultsWriter } from './results';
 import { EvalGenerationOptions, ItemRunner, defaultBatchSize, failed } from './runner';
 import { EvalOptions, EvalRunResult, LoadedModel, loadModel, resolveGeneration } from './run';
 import { summarize } from './score';
+import type { FromMain, ThreadConfig, ToMain } from './queue_thread';
+import { connectRedis, redactUrl } from './redis';
+
+export { connectRedis, redactUrl };
 
 export const DEFAULT_QUEUE_NAME = 'video-llava-eval';
 
@@ -53,40 +57,11 @@ export interface QueueEvalOptions extends Omit<EvalOptions, 'model' | 'batchSize
   redisTimeoutMs?: number;
 }
 
-/** The URL with its password replaced, for messages. */
-export function redactUrl(url: string): string {
-  return url.replace(/^(\w+:\/\/[^:@/]*:)[^@/]*@/, '$1***@');
-}
-
-/**
- * Connects, failing fast with a QueueError when Redis does not answer; then a client that reconnects by
- * itself. Workers need maxRetriesPerRequest null (BullMQ's blocking calls wait through reconnections).
- */
-export async function connectRedis(url: string, role: 'producer' | 'worker', connectTimeoutMs = 5000): Promise<Redis> {
-  if (!/^rediss?:\/\//.test(url)) throw new InputError('--queue', `expected a redis:// or rediss:// URL, found "${redactUrl(url)}"`);
-  const probe = new Redis(url, { lazyConnect: true, connectTimeout: connectTimeoutMs, retryStrategy: () => null, maxRetriesPerRequest: 0, enableOfflineQueue: false });
-  probe.on('error', () => undefined); // reported through the rejected promise below
-  try {
-    await probe.connect();
-    await probe.ping();
-  } catch (e) {
-    throw new QueueError(redactUrl(url), `Redis is unreachable (${(e as Error).message}); start redis-server there or fix --queue`);
-  } finally {
-    probe.disconnect();
-  }
-  const client = new Redis(url, {
-    maxRetriesPerRequest: role === 'worker' ? null : 2,
-    retryStrategy: (times) => Math.min(100 * times, 2000),
-  });
-  client.on('error', () => undefined); // ioredis reconnects; callers see failed requests
-  return client;
-}
-
 export function runKeyFor(output: string): string {
   return createHash('sha256').update(`${os.hostname()}\0${path.resolve(output)}`).digest('hex').slice(0, 12);
 }
 
-function jobIdFor(runKey: string, id: string): string {
+export function jobIdFor(runKey: string, id: string): string {
   return `${runKey}-${createHash('sha256').update(id).digest('hex').slice(0, 24)}`;
 }
 
@@ -192,7 +167,7 @@ export interface WorkerOptions {
   /** Jobs held at once: a batch plus the next ones being decoded (default batchSize + 1). */
   concurrency?: number;
   decoders?: number;
-  /** A job's lock; a worker silent this long is taken for dead (default 120 000 ms). */
+  /** A job's lock, renewed by the queue thread while the item runs; a worker gone this long is taken for dead (default 60 000 ms). */
   lockMs?: number;
   /** How often locks are checked for stalled jobs (default 30 000 ms). */
   stalledMs?: number;
@@ -208,48 +183,80 @@ export type WorkerEvent =
   | { kind: 'done'; id: string; ms: number; error?: string }
   | { kind: 'error'; message: string };
 
-/** A worker: runs jobs until the signal fires, then finishes the jobs it holds and returns. */
+/**
+ * A worker: runs jobs until the signal fires, then finishes the jobs it holds and returns. BullMQ runs in a
+ * worker thread (queue_thread.ts: it renews the jobs' locks while a forward blocks this thread); the model
+ * runs here.
+ */
 export async function runWorker(options: WorkerOptions): Promise<{ processed: number }> {
-  const redis = await connectRedis(options.queue.url, 'worker');
-  let loaded: LoadedModel | undefined;
-  let worker: Worker<JobData, ItemResult> | undefined;
+  (await connectRedis(options.queue.url, 'worker')).disconnect(); // fail fast, before loading a model
+  const loaded = typeof options.model === 'string' ? await loadModel(options.model) : options.model;
   try {
-    loaded = typeof options.model === 'string' ? await loadModel(options.model) : options.model;
     const batchSize = options.batchSize ?? defaultBatchSize(loaded.model);
     const runner = new ItemRunner(loaded.model, loaded.processor, loaded.generationConfig, { batchSize, decoders: options.decoders });
-    const name = `${os.hostname()}:${process.pid}`;
-    let processed = 0;
-    const process_ = async (job: Job<JobData, ItemResult>): Promise<ItemResult> => {
-      const t = Date.now();
-      options.onEvent?.({ kind: 'start', id: job.data.item.id });
-      const result = (await runner.run(job.data.item, job.data.generation))!; // no signal: never null
-      processed++;
-      options.onEvent?.({ kind: 'done', id: job.data.item.id, ms: Date.now() - t, error: result.error?.message });
-      return { ...result, worker: name };
-    };
-    worker = new Worker<JobData, ItemResult>(options.queue.name ?? DEFAULT_QUEUE_NAME, process_, {
-      connection: redis,
-      name,
+    const config: ThreadConfig = {
+      url: options.queue.url,
+      name: options.queue.name ?? DEFAULT_QUEUE_NAME,
+      workerName: `${os.hostname()}:${process.pid}`,
       concurrency: options.concurrency ?? batchSize + 1,
-      lockDuration: options.lockMs ?? 120_000,
-      stalledInterval: options.stalledMs ?? 30_000,
-      maxStalledCount: options.maxStalled ?? 2,
-      autorun: false,
-    });
-    worker.on('error', (e) => options.onEvent?.({ kind: 'error', message: e.message }));
-    const running = worker.run();
-    await worker.waitUntilReady();
-    options.onEvent?.({ kind: 'ready', name });
-    await new Promise<void>((resolve) => {
-      if (options.signal?.aborted) resolve();
-      options.signal?.addEventListener('abort', () => resolve(), { once: true });
-    });
-    await worker.close(); // finishes the jobs it holds
-    await running;
-    return { processed };
+      lockMs: options.lockMs ?? 60_000,
+      stalledMs: options.stalledMs ?? 30_000,
+      maxStalled: options.maxStalled ?? 2,
+    };
+    return await serve(startThread(config), runner, config.workerName, options);
   } finally {
-    await worker?.close().catch(() => undefined);
-    redis.disconnect();
-    if (loaded && typeof options.model === 'string') loaded.model.dispose();
+    if (typeof options.model === 'string') loaded.model.dispose();
   }
+}
+
+/** Runs the thread's jobs through the runner until the signal fires and the thread has closed. */
+function serve(thread: Thread, runner: ItemRunner, workerName: string, options: WorkerOptions): Promise<{ processed: number }> {
+  const post = (m: FromMain) => thread.postMessage(m);
+  let processed = 0;
+  return new Promise((resolve, reject) => {
+    const stop = () => post({ type: 'close' });
+    thread.on('message', (m: ToMain) => {
+      if (m.type === 'ready') {
+        options.onEvent?.({ kind: 'ready', name: workerName });
+        if (options.signal?.aborted) stop();
+        else options.signal?.addEventListener('abort', stop, { once: true });
+      } else if (m.type === 'job') {
+        const { item, generation } = m.data as JobData;
+        const t = Date.now();
+        options.onEvent?.({ kind: 'start', id: item.id });
+        void runner.run(item, generation).then((r) => {
+          const result = { ...r!, worker: workerName }; // no signal given: never null
+          processed++;
+          options.onEvent?.({ kind: 'done', id: item.id, ms: Date.now() - t, error: result.error?.message });
+          post({ type: 'result', key: m.key, value: result });
+        });
+      } else if (m.type === 'error') {
+        options.onEvent?.({ kind: 'error', message: m.message });
+      } else if (m.type === 'fatal') {
+        reject(new QueueError(redactUrl(options.queue.url), `the queue thread could not start (${m.name}: ${m.message})`));
+      } else if (m.type === 'closed') {
+        options.signal?.removeEventListener('abort', stop);
+        resolve({ processed });
+      }
+    });
+    thread.on('error', (e) => reject(new QueueError(redactUrl(options.queue.url), `the queue thread failed: ${e.message}`)));
+    thread.on('exit', () => resolve({ processed }));
+  });
+}
+
+/** Starts queue_thread (its .ts source under ts-jest or test/helpers/ts_register.js, else the compiled .js). */
+function startThread(config: ThreadConfig): Thread {
+  const file = path.join(__dirname, `queue_thread${path.extname(__filename)}`);
+  // An eval'd bootstrap: a .ts file needs a transpile hook, which a plain Worker(file) would not have.
+  const boot = [
+    "const { workerData } = require('worker_threads');",
+    "if (workerData.file.endsWith('.ts')) {",
+    "  const ts = require(require.resolve('typescript', { paths: [workerData.file] }));",
+    "  const fs = require('fs');",
+    "  const compilerOptions = { module: ts.ModuleKind.CommonJS, target: ts.ScriptTarget.ES2022, esModuleInterop: true };",
+    "  require.extensions['.ts'] = (m, f) => m._compile(ts.transpileModule(fs.readFileSync(f, 'utf8'), { compilerOptions, fileName: f }).outputText, f);",
+    '}',
+    'require(workerData.file);',
+  ].join('\n');
+  return new Thread(boot, { eval: true, workerData: { file, queueThread: config } });
 }
