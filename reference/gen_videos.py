@@ -118,6 +118,9 @@ def read_video_pyav(container, indices) -> np.ndarray:
     return np.stack([x.to_ndarray(format="rgb24") for x in frames])
 
 
+# One thread, no thread pools: x265 output then depends on the input only.
+X265_DETERMINISTIC = "log-level=error:pools=none:frame-threads=1:wpp=0"
+
 VIDEOS: list[tuple[str, str, dict]] = [
     # name, description, writer arguments
     ("ffv1.mkv", "FFV1 (lossless, bgr0) in Matroska", dict(fmt=None, codec="ffv1", pix_fmt="bgr0", n=24, options={})),
@@ -139,6 +142,17 @@ VIDEOS: list[tuple[str, str, dict]] = [
      dict(fmt=None, codec="huffyuv", pix_fmt="rgb24", n=5, options={})),
     ("lying_header.avi", "FFV1 bgr0 in AVI whose headers claim 100 frames (really 21)",
      dict(fmt=None, codec="ffv1", pix_fmt="bgr0", n=21, options={})),
+    # High bit depth: PyAV converts these through swscale's general path (chroma siting, 15-bit intermediates),
+    # which src/processing/yuv.ts reproduces; 8-bit HEVC takes the same special-case path as 8-bit H.264.
+    ("h264_10bit.mp4", "H.264 High 10 (yuv420p10le), lossy, in MP4",
+     dict(fmt=None, codec="libx264", pix_fmt="yuv420p10le", n=12, options={"crf": "18"})),
+    ("hevc.mp4", "HEVC Main (yuv420p), lossy, in MP4",
+     dict(fmt=None, codec="libx265", pix_fmt="yuv420p", n=12, options={"crf": "18", "x265-params": X265_DETERMINISTIC})),
+    ("hevc_10bit.mp4", "HEVC Main 10 (yuv420p10le), lossy, in MP4",
+     dict(fmt=None, codec="libx265", pix_fmt="yuv420p10le", n=14, options={"crf": "18", "x265-params": X265_DETERMINISTIC})),
+    ("hevc_10bit_bt709_full.mp4", "HEVC Main 10 tagged BT.709 matrix and full range, lossy, in MP4",
+     dict(fmt=None, codec="libx265", pix_fmt="yuv420p10le", n=9, options={"crf": "18", "x265-params": X265_DETERMINISTIC},
+          src_format="yuv420p10le", colorspace=1, color_range=2)),
 ]
 
 

@@ -11,12 +11,15 @@
  *   2. decode again, let ffmpeg's `select` filter pass only the chosen frame numbers, convert them to RGB24
  *      and stop after the last one, so only the kept frames are ever converted or held at full size.
  * On 8-bit material (yuv420p/422p/444p in either range, BT.601/709/2020, RGB codecs, GIF) the RGB24 pixels
- * equal PyAV's `to_ndarray(format="rgb24")` exactly; for 10-bit sources they do not (see the tests).
+ * equal PyAV's `to_ndarray(format="rgb24")` exactly. High-bit-depth 4:2:0 sources (10-bit H.264, HEVC Main 10,
+ * 12-bit) are decoded to their raw planes and converted as PyAV's FFmpeg does (./yuv.ts): exact too. Other
+ * high-bit-depth layouts (4:2:2, 4:4:4) go through ffmpeg's own conversion, not verified against PyAV.
  */
 import * as fs from 'fs';
 import * as path from 'path';
 import { InputError, MediaError } from '../errors';
 import { locateFfmpeg, runProcess, type FfmpegBinary } from './ffmpeg';
+import { HighDepthFormat, highDepthFormat, yuv420HighDepthToRgb } from './yuv';
 
 export interface VideoInfo {
   width: number;
@@ -180,15 +183,17 @@ function checkInputFormat(file: string, stderr: string): void {
 export async function countVideoFrames(file: string, options: { timeoutMs?: number; signal?: AbortSignal } = {}): Promise<number> {
   const input = checkFile(file);
   const ffmpeg = await locateFfmpeg();
-  return countFrames(ffmpeg, file, input, options.timeoutMs ?? DEFAULT_TIMEOUT_MS, options.signal);
+  return (await countFrames(ffmpeg, file, input, options.timeoutMs ?? DEFAULT_TIMEOUT_MS, options.signal)).count;
 }
 
-async function countFrames(ffmpeg: FfmpegBinary, file: string, input: string, timeoutMs: number, signal?: AbortSignal): Promise<number> {
+/** The frame count, and ffmpeg's log (stream description included) for the second pass. */
+async function countFrames(ffmpeg: FfmpegBinary, file: string, input: string, timeoutMs: number, signal?: AbortSignal): Promise<{ count: number; stderr: string }> {
   let count = 0;
-  // Log level info (without progress lines) so that the input format name is printed. Skipping the
+  // Log level verbose (without progress lines) so that the input format name and the stream's chroma
+  // location, when it has one, are printed. Skipping the
   // deblocking filter changes pixels only, never how many frames come out, and saves about a quarter.
   const args = [
-    ...decodeArgs(ffmpeg, input, 'info', ['-skip_loop_filter', 'all']),
+    ...decodeArgs(ffmpeg, input, 'verbose', ['-skip_loop_filter', 'all']),
     ...['-nostats', '-vf', 'scale=1:1:flags=neighbor,format=gray', '-f', 'rawvideo', 'pipe:1'],
   ];
   const { code, stderr } = await runProcess(ffmpeg.path, args, {
@@ -202,7 +207,7 @@ async function countFrames(ffmpeg: FfmpegBinary, file: string, input: string, ti
   });
   checkInputFormat(file, stderr);
   if (code !== 0) throw new MediaError(file, failureMessage(stderr));
-  return count;
+  return { count, stderr };
 }
 
 /** ffmpeg `select` expression keeping the given sorted frame numbers, runs collapsed to between(). */
@@ -278,7 +283,7 @@ export async function readVideoFrames(file: string, options: ReadVideoOptions = 
   const ffmpeg = await locateFfmpeg();
   const clock = deadline(timeoutMs);
 
-  const totalFrames = await countFrames(ffmpeg, file, input, clock.remaining(file), options.signal);
+  const { count: totalFrames, stderr: log } = await countFrames(ffmpeg, file, input, clock.remaining(file), options.signal);
   if (totalFrames === 0) throw new MediaError(file, 'the video stream has no decodable frames (0 frames)');
 
   const sampledIndices = explicit ?? sampleFrameIndices(totalFrames, numFrames);
@@ -291,19 +296,17 @@ export async function readVideoFrames(file: string, options: ReadVideoOptions = 
   if (select.length > MAX_SELECT_CHARS) {
     throw new InputError('indices', `${wanted.length} scattered indices make too long an ffmpeg command; ask for fewer`);
   }
+  const stream = /^\s*Stream #0:\d+.*?: Video: .*$/m.exec(log)?.[0];
+  const deep = stream ? highDepthFormat(stream) : undefined;
+  const size = deep ? parseProbe(log) : undefined;
+  const output = deep && size ? ['-pix_fmt', deep.pixFmt, '-f', 'rawvideo', 'pipe:1'] : ['-pix_fmt', 'rgb24', '-f', 'image2pipe', '-c:v', 'ppm', 'pipe:1'];
   const args = [
     ...decodeArgs(ffmpeg, input),
     '-vf',
     `select=${select}`,
     '-frames:v',
     String(wanted.length), // stop decoding after the last wanted frame
-    '-pix_fmt',
-    'rgb24',
-    '-f',
-    'image2pipe',
-    '-c:v',
-    'ppm',
-    'pipe:1',
+    ...output,
   ];
   const { code, stdout, stderr } = await runProcess(ffmpeg.path, args, {
     timeoutMs: clock.remaining(file),
@@ -313,7 +316,7 @@ export async function readVideoFrames(file: string, options: ReadVideoOptions = 
   });
   if (code !== 0) throw new MediaError(file, failureMessage(stderr));
 
-  const images = parsePpmStream(file, stdout);
+  const images = deep && size ? splitHighDepth(file, stdout, size.width, size.height, deep) : parsePpmStream(file, stdout);
   if (images.length !== wanted.length) {
     throw new MediaError(file, `expected ${wanted.length} frames from the second decoding pass, got ${images.length} (did the file change?)`);
   }
@@ -323,4 +326,20 @@ export async function readVideoFrames(file: string, options: ReadVideoOptions = 
     throw new MediaError(file, `frame size changes mid-stream (${width}x${height}, then ${odd.width}x${odd.height}); not supported`);
   }
   return { frames: images.map((im) => im.data), width, height, indices: wanted, sampledIndices, totalFrames };
+}
+
+/** Raw 4:2:0 frames of `format.bits` bits (little-endian) → RGB24 images, converted as PyAV does (./yuv.ts). */
+function splitHighDepth(file: string, bytes: Buffer, width: number, height: number, format: HighDepthFormat): PpmImage[] {
+  const samples = width * height + 2 * ((width + 1) >> 1) * ((height + 1) >> 1);
+  const frameBytes = 2 * samples;
+  if (bytes.length % frameBytes !== 0) {
+    throw new MediaError(file, `ffmpeg gave ${bytes.length} bytes of ${format.pixFmt}, not a whole number of ${width}x${height} frames (does the frame size change mid-stream?)`);
+  }
+  const images: PpmImage[] = [];
+  for (let at = 0; at < bytes.length; at += frameBytes) {
+    const planes = new Uint16Array(samples);
+    for (let i = 0; i < samples; i++) planes[i] = bytes.readUInt16LE(at + 2 * i);
+    images.push({ width, height, data: yuv420HighDepthToRgb(planes, width, height, format, file) });
+  }
+  return images;
 }

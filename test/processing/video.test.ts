@@ -9,6 +9,7 @@ import * as path from 'path';
 import { InputError, MediaError } from '../../src/errors';
 import { liveFfmpegPids, locateFfmpeg, runFfmpeg } from '../../src/processing/ffmpeg';
 import { countVideoFrames, parseProbe, probeVideo, readVideoFrames, sampleFrameIndices } from '../../src/processing/video';
+import { highDepthFormat } from '../../src/processing/yuv';
 
 // The module object itself (not an import-star copy), so that spying on spawn reaches src/processing/ffmpeg.
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -101,8 +102,19 @@ describe('readVideoFrames matches PyAV (read_video_pyav, to_ndarray("rgb24"))', 
       for (let i = 0; i < frameSize; i++) maxDiff = Math.max(maxDiff, Math.abs(frame[i] - want.data[f * frameSize + i]));
     });
     // Exact for every codec here, lossy ones included: decoding is bit-exact by each codec's spec, and
-    // ffmpeg's YUV/RGB/palette -> RGB24 conversion takes the same libswscale path as PyAV for 8-bit input.
+    // ffmpeg's YUV/RGB/palette -> RGB24 conversion takes the same libswscale path as PyAV for 8-bit input;
+    // 10-bit 4:2:0 (H.264 High 10, HEVC Main 10) is converted by src/processing/yuv.ts as PyAV's FFmpeg does.
     expect(maxDiff).toBe(0);
+  });
+
+  test.each(['h264_10bit.mp4', 'hevc_10bit.mp4'])('%s: ffmpeg’s own RGB conversion would differ (why yuv.ts exists)', async (name) => {
+    const want = expected.tensor(`${name}/frames`);
+    const [k, h, w] = want.shape;
+    const r = await runFfmpeg(['-v', 'error', '-i', video(name), '-map', '0:v:0', '-frames:v', '1', '-pix_fmt', 'rgb24', '-f', 'rawvideo', 'pipe:1']);
+    expect([r.code, r.stdout.length, k > 0]).toEqual([0, h * w * 3, true]);
+    let maxDiff = 0;
+    for (let i = 0; i < h * w * 3; i++) maxDiff = Math.max(maxDiff, Math.abs(r.stdout[i] - want.data[i]));
+    expect(maxDiff).toBeGreaterThan(20); // its swscale ignores the chroma siting: up to ~100 levels at edges
   });
 
   test('counts decoded frames, not the header: lying_header.avi claims 100 frames, decodes 21', async () => {
@@ -133,6 +145,21 @@ describe('readVideoFrames matches PyAV (read_video_pyav, to_ndarray("rgb24"))', 
     const four = await readVideoFrames(video(name), { numFrames: 4 });
     expect(four.indices).toEqual([0, 6, 12, 18]);
     expect(four.frames).toEqual([0, 6, 12, 18].map((i) => all.frames[i]));
+  });
+});
+
+describe('highDepthFormat (what decides the PyAV-exact 10-bit conversion)', () => {
+  test('reads depth, range, matrix and chroma siting from the stream line; codec defaults for the siting', () => {
+    expect(highDepthFormat('    Stream #0:0(und): Video: hevc (Main 10) (hev1 / 0x31766568), yuv420p10le(tv), 64x32, 17 kb/s')).toEqual({
+      pixFmt: 'yuv420p10le', bits: 10, fullRange: false, matrix: 'bt601', chroma: [0, 128],
+    });
+    expect(highDepthFormat('Stream #0:1: Video: h264 (High 10), yuv420p10le(pc, bt709/bt709/iec61966-2-1, progressive), 1920x1080')).toMatchObject({ fullRange: true, matrix: 'bt709', chroma: [0, 128] });
+    expect(highDepthFormat('Stream #0:0: Video: hevc (Main 10), yuv420p10le(tv, bt2020nc/bt2020/smpte2084, topleft), 3840x2160')).toMatchObject({ matrix: 'bt2020', chroma: [0, 0] });
+    expect(highDepthFormat('Stream #0:0: Video: vp9 (Profile 2), yuv420p10le(tv), 64x32')).toMatchObject({ chroma: [128, 128] }); // unspecified: centre
+    expect(highDepthFormat('Stream #0:0: Video: hevc (Main 12), yuv420p12le(tv), 64x32')).toMatchObject({ pixFmt: 'yuv420p12le', bits: 12 });
+    for (const line of ['Stream #0:0: Video: h264 (High), yuv420p, 64x32', 'Stream #0:0: Video: prores, yuv422p10le(tv), 64x32', 'Stream #0:0: Video: hevc, yuv444p10le(tv), 64x32']) {
+      expect(highDepthFormat(line)).toBeUndefined();
+    }
   });
 });
 
