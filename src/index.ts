@@ -37,3 +37,5 @@ export { resolveModel, HubError } from './hub';
 export type { ResolveOptions, DownloadProgress } from './hub';
 export { enableNativeMatmul, disableNativeMatmul, nativeMatmulStatus, nativeMatmulNotice, NATIVE_ENV, THREADS_ENV, DEFAULT_MIN_MACS } from './native';
 export type { NativeMatmulOptions, NativeMatmulStatus } from './native';
+export * from './eval';
+export { writeShapesManifest } from './data/manifest';
