@@ -164,7 +164,7 @@ export interface WorkerOptions {
   model: string | LoadedModel;
   /** Items per generate() call (default: defaultBatchSize in runner.ts). */
   batchSize?: number;
-  /** Jobs held at once: a batch plus the next ones being decoded (default batchSize + 1). */
+  /** Jobs held at once: a batch running and the next batch decoding (default 2 × batchSize). */
   concurrency?: number;
   decoders?: number;
   /** A job's lock, renewed by the queue thread while the item runs; a worker gone this long is taken for dead (default 60 000 ms). */
@@ -198,7 +198,7 @@ export async function runWorker(options: WorkerOptions): Promise<{ processed: nu
       url: options.queue.url,
       name: options.queue.name ?? DEFAULT_QUEUE_NAME,
       workerName: `${os.hostname()}:${process.pid}`,
-      concurrency: options.concurrency ?? batchSize + 1,
+      concurrency: options.concurrency ?? 2 * batchSize,
       lockMs: options.lockMs ?? 60_000,
       stalledMs: options.stalledMs ?? 30_000,
       maxStalled: options.maxStalled ?? 2,

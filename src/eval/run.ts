@@ -5,7 +5,7 @@
  * appended and fsync'd at once, so rerunning the same call after a crash or Ctrl-C continues where it
  * stopped, without duplicates and without losing a finished item. The model is loaded once; items flow
  * through ItemRunner (runner.ts), which decodes the next videos while the model works on the current
- * batch. `concurrency` items are in flight at once (default batchSize + 2): enough to fill a batch while
+ * batch. `concurrency` items are in flight at once (default 2 × batchSize): the next batch decodes while
  * the next ones decode.
  */
 import * as fs from 'fs';
@@ -49,7 +49,7 @@ export interface EvalOptions {
   generation?: Partial<EvalGenerationOptions>;
   /** Items per generate() call (default: defaultBatchSize in runner.ts, 4 for small models, 1 at 7B). */
   batchSize?: number;
-  /** Items in flight (default batchSize + 2). */
+  /** Items in flight (default 2 × batchSize: a batch running, the next one decoding). */
   concurrency?: number;
   /** Videos decoded at once (default 2). */
   decoders?: number;
@@ -106,7 +106,7 @@ export async function evaluate(options: EvalOptions): Promise<EvalRunResult> {
     if (pending.length > 0) {
       loaded = typeof options.model === 'string' ? await loadModel(options.model) : options.model;
       const batchSize = options.batchSize ?? defaultBatchSize(loaded.model);
-      const concurrency = options.concurrency ?? batchSize + 2;
+      const concurrency = options.concurrency ?? 2 * batchSize;
       if (!(Number.isInteger(concurrency) && concurrency >= 1)) throw new InputError('concurrency', `expected an integer ≥ 1, found ${concurrency}`);
       const runner = new ItemRunner(loaded.model, loaded.processor, loaded.generationConfig, { batchSize, decoders: options.decoders, signal: options.signal });
       const started = Date.now();
