@@ -6,7 +6,7 @@
  * stopped, without duplicates and without losing a finished item. The model is loaded once; items flow
  * through ItemRunner (runner.ts), which decodes the next videos while the model works on the current
  * batch. `concurrency` items are in flight at once (default 2 × batchSize): the next batch decodes while
- * the next ones decode.
+ * the model runs this one.
  */
 import * as fs from 'fs';
 import { resolveModel } from '../hub';
