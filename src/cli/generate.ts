@@ -7,10 +7,12 @@ import { GenerateOptions, generate, loadGenerationConfig } from '../generation/g
 import { VideoLlavaForConditionalGeneration } from '../models/video_llava/modeling';
 import { ChatContent } from '../processing/chat_template';
 import { VideoLlavaProcessor } from '../processing/processor';
-import { SAMPLING_OPTIONS, intOption, parse, required, samplingOptions } from './args';
+import { SAMPLING_OPTIONS, WEIGHT_HELP, WEIGHT_OPTIONS, intOption, parse, required, samplingOptions, weightOptions } from './args';
 import { downloadProgress, loadProgressBar } from './progress';
 import { resolveModel } from '../hub';
 import { nativeMatmulNotice, nativeMatmulStatus } from '../native';
+import { addonDescription, addonNotice } from '../native/addon';
+import { gib, weightMemoryOf } from '../models/video_llava/memory';
 
 export const GENERATE_HELP = `video-llava generate --model DIR [--video FILE]... [--image FILE]... --prompt TEXT [options]
 
@@ -32,6 +34,7 @@ Answers a question about videos and images, streaming the answer as it is produc
                           activation memory: for long video prompts next to a big model in the wasm heap)
   --do-sample             sample instead of greedy decoding; with --temperature, --top-k, --top-p, --seed
   --repetition-penalty X
+${WEIGHT_HELP}
   --backend NAME          wasm (default), cpu, or tensorflow (needs @tensorflow/tfjs-node installed)
   --no-native             keep the backend's own matMul even when native OpenBLAS (optional nblas) is available
                           (also VIDEO_LLAVA_NATIVE=0; threads: VIDEO_LLAVA_BLAS_THREADS)
@@ -50,6 +53,7 @@ const OPTIONS = {
   'num-frames': { type: 'string' },
   'prefill-chunk': { type: 'string' },
   ...SAMPLING_OPTIONS,
+  ...WEIGHT_OPTIONS,
   backend: { type: 'string' },
   'no-native': { type: 'boolean' },
   revision: { type: 'string' },
@@ -91,9 +95,12 @@ export async function generateCommand(argv: string[], log: (line: string) => voi
   const t0 = Date.now();
   const processor = await VideoLlavaProcessor.fromPretrained(modelDir);
   const bar = loadProgressBar();
-  const model = await VideoLlavaForConditionalGeneration.fromPretrained(modelDir, { onProgress: json ? undefined : bar.update });
+  const model = await VideoLlavaForConditionalGeneration.fromPretrained(modelDir, { ...weightOptions(args), onProgress: json ? undefined : bar.update });
   if (!json) bar.done();
   const loadMs = Date.now() - t0;
+  const weights = describeWeights(model);
+  const addonLine = weights.stored > 0 ? addonNotice() : null;
+  if (addonLine && !json) process.stderr.write(`${addonLine}\n`);
 
   const text = buildPrompt(processor, prompt, images.length, videos.length);
   const inputs = await processor.call(text, { images, videos, numFrames: intOption(args, 'num-frames', 8, 1) });
@@ -119,6 +126,7 @@ export async function generateCommand(argv: string[], log: (line: string) => voi
       finishReason: result.finishReason[0],
       backend,
       matmul: matmulPath(tf.getBackend()),
+      weights: weights.text,
     };
     if (json) {
       log(JSON.stringify({ answer, prompt: text.length > 2000 ? undefined : text, newTokenIds: result.newTokens[0], frameIndices: inputs.frameIndices, seed: result.seed, ...summary }));
@@ -126,7 +134,8 @@ export async function generateCommand(argv: string[], log: (line: string) => voi
       process.stdout.write('\n');
       process.stderr.write(
         `load ${(loadMs / 1000).toFixed(2)} s · vision ${summary.visionMs} ms · prefill ${summary.promptTokens} tok at ${summary.prefillTokensPerSec.toFixed(1)} tok/s · ` +
-          `decode ${summary.newTokens} tok at ${summary.decodeTokensPerSec.toFixed(1)} tok/s · ${backend} (matmul: ${summary.matmul}) · ${summary.finishReason}\n`,
+          `decode ${summary.newTokens} tok at ${summary.decodeTokensPerSec.toFixed(1)} tok/s · ${backend} (matmul: ${summary.matmul}) · ` +
+          `weights ${weights.text} · ${summary.finishReason}\n`,
       );
     }
   } finally {
@@ -140,4 +149,12 @@ export async function generateCommand(argv: string[], log: (line: string) => voi
 function matmulPath(backend: string): string {
   const status = nativeMatmulStatus();
   return status.enabled && status.calls.native > 0 ? `native BLAS (${status.threads} threads)` : backend;
+}
+
+/** "13.5 GiB bfloat16 outside the heap (amx, 2 threads) + 0.1 GiB float32" */
+function describeWeights(model: VideoLlavaForConditionalGeneration): { text: string; stored: number } {
+  const m = weightMemoryOf(model);
+  const parts = Object.entries(m.storedByFormat).map(([format, bytes]) => `${gib(bytes)} ${format}`);
+  const kernels = parts.length > 0 ? ` outside the heap (${addonDescription() ?? 'no native kernels'})` : '';
+  return { text: [...(parts.length ? [parts.join(' + ') + kernels] : []), `${gib(m.heapBytes)} float32`].join(' + '), stored: m.storedBytes };
 }

@@ -17,6 +17,8 @@ import type { FileHandle } from 'fs/promises';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
 import { SafetensorsError } from '../errors';
+import { nativeAddon } from '../native/addon';
+import { Backing } from './stored';
 import {
   DType,
   DTYPES,
@@ -215,6 +217,8 @@ function checkNoOverlap(infos: TensorInfo[], file: string): void {
 
 export class SafetensorsFile {
   private handle: FileHandle | null;
+  /** The whole file mapped by the native addon: undefined until first asked for, null where it cannot be. */
+  private mapping: { buffer: ArrayBuffer; backing: Backing } | null | undefined = undefined;
 
   private constructor(
     readonly path: string,
@@ -264,6 +268,35 @@ export class SafetensorsFile {
     return readExact(this.handle, info.byteOffset, info.byteLength, { file: this.path, tensor: name });
   }
 
+  /**
+   * One tensor's bytes without a copy where the native addon can map the file: the view stays valid while
+   * `backing` is held (drop it when done; the file's own hold ends at close()). Elsewhere the bytes are read
+   * into fresh memory and `backing` is null.
+   */
+  async viewBytes(name: string): Promise<{ bytes: Uint8Array; backing: Backing | null }> {
+    const info = this.info(name);
+    const mapping = this.mapped();
+    if (mapping && info.byteOffset + info.byteLength <= mapping.buffer.byteLength) {
+      return { bytes: new Uint8Array(mapping.buffer, info.byteOffset, info.byteLength), backing: mapping.backing.retain() };
+    }
+    return { bytes: await this.readBytes(name), backing: null };
+  }
+
+  private mapped(): { buffer: ArrayBuffer; backing: Backing } | null {
+    if (this.mapping !== undefined) return this.mapping;
+    const addon = nativeAddon();
+    this.mapping = null;
+    if (addon && this.handle) {
+      try {
+        const buffer = addon.mapFile(this.path);
+        this.mapping = { buffer, backing: new Backing(() => addon.unmap(buffer)) };
+      } catch {
+        // unmappable (a special file, an exotic file system): fall back to reads
+      }
+    }
+    return this.mapping;
+  }
+
   /** A float tensor widened to float32 (F64 rounded to nearest). Integer tensors are refused. */
   async readFloat32(name: string): Promise<Float32Array> {
     const { dtype } = this.info(name);
@@ -283,10 +316,12 @@ export class SafetensorsFile {
     return tf.tensor(await this.readInt32(name), [...shape], 'int32');
   }
 
-  /** Closes the file handle. Safe to call twice. */
+  /** Closes the file handle and ends the file's own hold on its mapping (views still held stay valid). Safe to call twice. */
   async close(): Promise<void> {
     const handle = this.handle;
     this.handle = null;
+    this.mapping?.backing.drop();
+    this.mapping = null;
     if (handle) await handle.close();
   }
 }

@@ -4,6 +4,7 @@ import * as os from 'os';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
 import { ConfigError, InputError, WeightsError } from '../../src/errors';
+import { checkWeightsFit } from '../../src/models/video_llava/memory';
 import { VideoLlavaForConditionalGeneration, disposeOutput } from '../../src/models/video_llava/modeling';
 import { SafetensorsFile, TensorEntry, writeSafetensors } from '../../src/weights/safetensors';
 import { diff, modelDir, openCase } from '../helpers/fixtures';
@@ -175,8 +176,24 @@ describe('wasm memory guard', () => {
     const backend = tf.getBackend();
     const err = await VideoLlavaForConditionalGeneration.fromPretrained(dir).catch((e) => e);
     expect(err).toBeInstanceOf(WeightsError);
-    if (backend === 'wasm') expect(err.message).toMatch(/needs 2[5-9]\.\d GiB of float32 weights but the wasm backend's memory is capped at 4 GiB/);
-    else expect(err.message).toMatch(/lacks 270 weights/); // no cap off wasm: fails on the tiny checkpoint instead
+    if (backend === 'wasm') expect(err.message).toMatch(/needs 2[5-9]\.\d GiB of float32 weights in the wasm backend's memory, which is capped at 4 GiB/);
+    // Off wasm the machine's memory decides: refused with the numbers where 27 GiB do not fit, else the tiny
+    // checkpoint lacks the weights.
+    else expect(err.message).toMatch(/needs 2[5-9]\.\d GiB of float32 tensors .* but this machine has \d+\.\d GiB available|lacks 270 weights/);
+  });
+
+  test('every backend: weights that exceed the available memory are refused with the numbers', () => {
+    const GiB = 1024 ** 3;
+    // 27.4 GiB of float32 (the 7B widened) on a machine with 22 GiB available
+    expect(() => checkWeightsFit({ heapBytes: 27.4 * GiB, storedBytes: 0 }, 'm', 22 * GiB, 'cpu')).toThrow(
+      /needs 27\.4 GiB of float32 tensors \+ 1\.0 GiB of working room = 28\.4 GiB on the cpu backend, but this machine has 22\.0 GiB available; load with dtype 'auto'/,
+    );
+    // the same model kept as bfloat16: 13.7 GiB stored + small float32 tensors fits, also on wasm
+    for (const backend of ['cpu', 'wasm', 'tensorflow']) {
+      expect(() => checkWeightsFit({ heapBytes: 0.01 * GiB, storedBytes: 13.7 * GiB }, 'm', 22 * GiB, backend)).not.toThrow();
+    }
+    expect(() => checkWeightsFit({ heapBytes: 0.01 * GiB, storedBytes: 13.7 * GiB }, 'm', 12 * GiB, 'wasm')).toThrow(/13\.7 GiB of weights kept as stored .* 12\.0 GiB available/);
+    expect(() => checkWeightsFit({ heapBytes: 3.6 * GiB, storedBytes: 0 }, 'm', 22 * GiB, 'wasm')).toThrow(/capped at 4 GiB/);
   });
 });
 
