@@ -5,7 +5,9 @@
  *   setIsa(name) / setThreads(n)      kernel family ('portable' | 'avx512' | 'amx'), worker threads
  *   gemm(M, N, K, A, lda, transA, bFormat, B, ldb, transB, C, ldc, beta, compute)
  *   widenRows(format, data, cols, r0, r1, dst)
- *   mapFile(path) → ArrayBuffer       a private mapping of the whole file; unmap(buffer) releases it early
+ *   mapFile(path, offset, length)     an ArrayBuffer over those bytes of the file, privately mapped (no copy);
+ *                                     unmap(buffer) releases it before the garbage collector would
+ *   readBandwidth(bytes, repeats)     main-memory read rate of all threads, bytes/s (for the benchmarks)
  *
  * Arrays are typed arrays used in place (views of the wasm heap included); lengths are checked against the
  * extents each call reads or writes, so a wrong argument is an exception, never a stray access.
@@ -164,43 +166,53 @@ static napi_value widen_rows(napi_env env, napi_callback_info info) {
 }
 
 typedef struct {
-  void *addr;
-  size_t length;
+  void *base;
+  size_t mapped;
   int unmapped;
 } mapping;
 
 static void finalize_mapping(napi_env env, void *data, void *hint) {
   (void)env, (void)data;
   mapping *m = hint;
-  if (!m->unmapped) vl_unmap(m->addr, m->length);
+  if (!m->unmapped) vl_unmap(m->base, m->mapped);
   free(m);
 }
 
+/* mapFile(path, offset, length): an ArrayBuffer over bytes [offset, offset + length) of the file, mapped. */
 static napi_value map_file(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1], out;
+  size_t argc = 3;
+  napi_value argv[3], out;
   CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   size_t len;
-  if (argc < 1 || napi_get_value_string_utf8(env, argv[0], NULL, 0, &len) != napi_ok) THROW(env, "mapFile: expected a path");
+  int64_t offset, length;
+  if (argc != 3 || napi_get_value_string_utf8(env, argv[0], NULL, 0, &len) != napi_ok || !get_i64(env, argv[1], &offset) ||
+      !get_i64(env, argv[2], &length) || offset < 0 || length < 0)
+    THROW(env, "mapFile: expected a path, a byte offset and a byte length");
   char *path = malloc(len + 1);
   napi_get_value_string_utf8(env, argv[0], path, len + 1, &len);
   char error[512];
+  void *data;
   mapping *m = calloc(1, sizeof *m);
-  int rc = vl_map_file(path, &m->addr, &m->length, error, sizeof error);
+  int rc = vl_map_range(path, (uint64_t)offset, (size_t)length, &m->base, &m->mapped, &data, error, sizeof error);
   free(path);
   if (rc != 0) {
     free(m);
     THROW(env, error);
   }
-  if (m->length == 0) {
+  if (m->mapped == 0) {
     free(m);
     CHECK(env, napi_create_arraybuffer(env, 0, NULL, &out));
     return out;
   }
-  if (napi_create_external_arraybuffer(env, m->addr, m->length, finalize_mapping, m, &out) != napi_ok) {
-    vl_unmap(m->addr, m->length);
-    free(m);
-    THROW(env, "mapFile: this runtime does not allow external buffers");
+  napi_status status = napi_create_external_arraybuffer(env, data, (size_t)length, finalize_mapping, m, &out);
+  if (status != napi_ok) {
+    /* The runtime may already have run the finalizer (it owns m then): report, and leave m alone. */
+    const napi_extended_error_info *why = NULL;
+    napi_get_last_error_info(env, &why);
+    char message[256];
+    snprintf(message, sizeof message, "mapFile: cannot expose %lld mapped bytes as an ArrayBuffer (%s)", (long long)length,
+             why && why->error_message ? why->error_message : "external buffers not allowed");
+    THROW(env, message);
   }
   CHECK(env, napi_wrap(env, out, m, NULL, NULL, NULL));
   return out;
@@ -215,9 +227,21 @@ static napi_value unmap(napi_env env, napi_callback_info info) {
   if (argc < 1 || napi_unwrap(env, argv[0], (void **)&m) != napi_ok) THROW(env, "unmap: not a buffer from mapFile");
   if (m->unmapped) return NULL;
   CHECK(env, napi_detach_arraybuffer(env, argv[0]));
-  vl_unmap(m->addr, m->length);
+  vl_unmap(m->base, m->mapped);
   m->unmapped = 1;
   return NULL;
+}
+
+/* readBandwidth(bytes, repeats) → bytes per second */
+static napi_value read_bandwidth(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2], out;
+  int64_t bytes, repeats;
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc != 2 || !get_i64(env, argv[0], &bytes) || !get_i64(env, argv[1], &repeats) || bytes < 4096 || repeats < 1)
+    THROW(env, "readBandwidth: expected a byte count (≥ 4096) and a repeat count");
+  CHECK(env, napi_create_double(env, vl_read_bandwidth(bytes, (int)repeats), &out));
+  return out;
 }
 
 static napi_value init(napi_env env, napi_value exports) {
@@ -229,6 +253,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"widenRows", NULL, widen_rows, NULL, NULL, NULL, napi_default, NULL},
       {"mapFile", NULL, map_file, NULL, NULL, NULL, napi_default, NULL},
       {"unmap", NULL, unmap, NULL, NULL, NULL, napi_default, NULL},
+      {"readBandwidth", NULL, read_bandwidth, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

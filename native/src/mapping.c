@@ -5,13 +5,16 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <stdint.h>
 #include "mapping.h"
 
 /*
- * Copy-on-write private mapping: the kernel pages the file in on first touch and may drop clean pages under
- * memory pressure (they are re-read from the file), and a stray write changes only this process's copy.
+ * Copy-on-write private mapping of bytes [offset, offset + length) of a file: the kernel pages them in on first
+ * touch and may drop clean pages under memory pressure (they are re-read from the file), and a stray write changes
+ * only this process's copy. The mapping starts at the page holding `offset`; *data points at `offset` itself.
  */
-int vl_map_file(const char *path, void **addr, size_t *length, char *error, size_t error_size) {
+int vl_map_range(const char *path, uint64_t offset, size_t length, void **base, size_t *mapped, void **data, char *error,
+                 size_t error_size) {
   int fd = open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
     snprintf(error, error_size, "cannot open %s: %s", path, strerror(errno));
@@ -23,21 +26,31 @@ int vl_map_file(const char *path, void **addr, size_t *length, char *error, size
     close(fd);
     return -1;
   }
-  *length = (size_t)st.st_size;
-  if (*length == 0) {
-    *addr = NULL;
+  if (offset + length > (uint64_t)st.st_size) {
+    snprintf(error, error_size, "%s has %lld bytes; cannot map [%llu, %llu)", path, (long long)st.st_size,
+             (unsigned long long)offset, (unsigned long long)(offset + length));
+    close(fd);
+    return -1;
+  }
+  uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
+  uint64_t start = offset / page * page;
+  *mapped = (size_t)(offset - start) + length;
+  if (length == 0) {
+    *base = *data = NULL;
+    *mapped = 0;
     close(fd);
     return 0;
   }
-  void *p = mmap(NULL, *length, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
+  void *p = mmap(NULL, *mapped, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, (off_t)start);
   int saved = errno;
   close(fd);
   if (p == MAP_FAILED) {
-    snprintf(error, error_size, "cannot map %s (%zu bytes): %s", path, *length, strerror(saved));
+    snprintf(error, error_size, "cannot map %zu bytes of %s: %s", *mapped, path, strerror(saved));
     return -1;
   }
-  madvise(p, *length, MADV_WILLNEED);
-  *addr = p;
+  madvise(p, *mapped, MADV_WILLNEED);
+  *base = p;
+  *data = (char *)p + (offset - start);
   return 0;
 }
 

@@ -47,6 +47,9 @@ void vl_parallel(int64_t tasks, vl_task_fn fn, void *ctx);
 int vl_threads(void);
 void vl_set_threads(int n);
 
+/* bandwidth.c: bytes per second of all threads reading main memory (best of `repeats` passes). */
+double vl_read_bandwidth(int64_t bytes, int repeats);
+
 /* matmul.c: the entry point. */
 void vl_gemm(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, int transA, const vl_bmat *B, float *C,
              int64_t ldc, float beta, int compute);

@@ -1,6 +1,7 @@
 /**
  * `video-llava generate`: prompt + images/videos in, streamed answer out, with a one-line timing summary.
  */
+import * as fs from 'fs';
 import * as tf from '@tensorflow/tfjs';
 import { setBackend } from '../backend';
 import { GenerateOptions, generate, loadGenerationConfig } from '../generation/generate';
@@ -119,6 +120,7 @@ export async function generateCommand(argv: string[], log: (line: string) => voi
     const summary = {
       loadMs,
       visionMs: Math.round(t.visionMs),
+      timeToFirstTokenMs: Math.round(t.visionMs + t.prefillMs),
       prefillTokensPerSec: rate(t.prefillTokens, t.prefillMs),
       decodeTokensPerSec: rate(t.decodeTokens, t.decodeMs),
       promptTokens: inputs.inputIds[0].length,
@@ -127,6 +129,7 @@ export async function generateCommand(argv: string[], log: (line: string) => voi
       backend,
       matmul: matmulPath(tf.getBackend()),
       weights: weights.text,
+      peakRssBytes: peakRss(),
     };
     if (json) {
       log(JSON.stringify({ answer, prompt: text.length > 2000 ? undefined : text, newTokenIds: result.newTokens[0], frameIndices: inputs.frameIndices, seed: result.seed, ...summary }));
@@ -157,4 +160,15 @@ function describeWeights(model: VideoLlavaForConditionalGeneration): { text: str
   const parts = Object.entries(m.storedByFormat).map(([format, bytes]) => `${gib(bytes)} ${format}`);
   const kernels = parts.length > 0 ? ` outside the heap (${addonDescription() ?? 'no native kernels'})` : '';
   return { text: [...(parts.length ? [parts.join(' + ') + kernels] : []), `${gib(m.heapBytes)} float32`].join(' + '), stored: m.storedBytes };
+}
+
+/** The process's peak resident memory (VmHWM on Linux, else the current RSS). */
+function peakRss(): number {
+  try {
+    const match = /^VmHWM:\s+(\d+) kB/m.exec(fs.readFileSync('/proc/self/status', 'utf8'));
+    if (match) return Number(match[1]) * 1024;
+  } catch {
+    // not Linux
+  }
+  return process.memoryUsage().rss;
 }

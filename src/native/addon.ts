@@ -65,10 +65,12 @@ export interface NativeAddon {
   ): void;
   /** Rows [r0, r1) of a [rows][cols] matrix of `format` widened into dst. */
   widenRows(format: number, data: Stored, cols: number, r0: number, r1: number, dst: Floats): void;
-  /** A private memory mapping of the whole file. */
-  mapFile(file: string): ArrayBuffer;
+  /** Bytes [offset, offset + length) of a file, privately memory-mapped (no copy). */
+  mapFile(file: string, offset: number, length: number): ArrayBuffer;
   /** Releases a mapping now; views of it read as empty afterwards. */
   unmap(buffer: ArrayBuffer): void;
+  /** Main-memory read rate of all the addon's threads over a buffer of `bytes`, in bytes per second (best of `repeats`). */
+  readBandwidth(bytes: number, repeats: number): number;
 }
 
 type Load = { ok: true; addon: NativeAddon; file: string } | { ok: false; reason: string };

@@ -67,7 +67,7 @@ export function parseSize(size: number | string): number {
 }
 
 /** huggingface_hub's split: tensors in order, a new shard when the next one would overflow, an oversize tensor alone. */
-function planShards(entries: Array<{ key: string; bytes: number }>, maxBytes: number): string[][] {
+export function planShards(entries: Array<{ key: string; bytes: number }>, maxBytes: number): string[][] {
   const shards: string[][] = [];
   let current: string[] = [];
   let size = 0;

@@ -217,8 +217,6 @@ function checkNoOverlap(infos: TensorInfo[], file: string): void {
 
 export class SafetensorsFile {
   private handle: FileHandle | null;
-  /** The whole file mapped by the native addon: undefined until first asked for, null where it cannot be. */
-  private mapping: { buffer: ArrayBuffer; backing: Backing } | null | undefined = undefined;
 
   private constructor(
     readonly path: string,
@@ -269,32 +267,26 @@ export class SafetensorsFile {
   }
 
   /**
-   * One tensor's bytes without a copy where the native addon can map the file: the view stays valid while
-   * `backing` is held (drop it when done; the file's own hold ends at close()). Elsewhere the bytes are read
-   * into fresh memory and `backing` is null.
+   * One tensor's bytes without a copy where the native addon can map the file (each tensor its own mapping, released
+   * by `backing.drop()` when its last user is done). Elsewhere the bytes are read into fresh memory and `backing` is
+   * null.
    */
   async viewBytes(name: string): Promise<{ bytes: Uint8Array; backing: Backing | null }> {
     const info = this.info(name);
-    const mapping = this.mapped();
-    if (mapping && info.byteOffset + info.byteLength <= mapping.buffer.byteLength) {
-      return { bytes: new Uint8Array(mapping.buffer, info.byteOffset, info.byteLength), backing: mapping.backing.retain() };
-    }
-    return { bytes: await this.readBytes(name), backing: null };
-  }
-
-  private mapped(): { buffer: ArrayBuffer; backing: Backing } | null {
-    if (this.mapping !== undefined) return this.mapping;
     const addon = nativeAddon();
-    this.mapping = null;
-    if (addon && this.handle) {
+    if (addon && this.handle && info.byteLength > 0) {
+      let buffer: ArrayBuffer | null = null;
       try {
-        const buffer = addon.mapFile(this.path);
-        this.mapping = { buffer, backing: new Backing(() => addon.unmap(buffer)) };
+        buffer = addon.mapFile(this.path, info.byteOffset, info.byteLength);
       } catch {
-        // unmappable (a special file, an exotic file system): fall back to reads
+        // unmappable (a special file, an exotic file system): read it instead
+      }
+      if (buffer) {
+        const mapped = buffer;
+        return { bytes: new Uint8Array(mapped), backing: new Backing(() => addon.unmap(mapped)) };
       }
     }
-    return this.mapping;
+    return { bytes: await this.readBytes(name), backing: null };
   }
 
   /** A float tensor widened to float32 (F64 rounded to nearest). Integer tensors are refused. */
@@ -316,12 +308,10 @@ export class SafetensorsFile {
     return tf.tensor(await this.readInt32(name), [...shape], 'int32');
   }
 
-  /** Closes the file handle and ends the file's own hold on its mapping (views still held stay valid). Safe to call twice. */
+  /** Closes the file handle (mapped views still held stay valid). Safe to call twice. */
   async close(): Promise<void> {
     const handle = this.handle;
     this.handle = null;
-    this.mapping?.backing.drop();
-    this.mapping = null;
     if (handle) await handle.close();
   }
 }
@@ -489,6 +479,42 @@ export async function writeSafetensors(
   metadata?: Record<string, string>,
 ): Promise<void> {
   const pending = sortForWriting(Array.isArray(tensors) ? fromEntries(file, tensors) : fromTfTensors(file, tensors));
+  checkNames(file, pending);
+  const header = buildHeader(file, pending, metadata);
+  const prefix = new Uint8Array(8);
+  new DataView(prefix.buffer).setBigUint64(0, BigInt(header.byteLength), true);
+  await writeAtomically(file, async (handle) => {
+    await writeAll(handle, prefix);
+    await writeAll(handle, header);
+    for (const t of pending) await writeAll(handle, await t.bytes());
+  });
+}
+
+/** One tensor whose bytes are produced when the writer reaches it (dtype layout, little-endian). */
+export interface LazyTensorEntry {
+  name: string;
+  dtype: DType;
+  shape: number[];
+  bytes: () => Promise<Uint8Array>;
+}
+
+/**
+ * writeSafetensors for tensors too large to hold together (a multi-GB shard): the same bytes on disk, each
+ * tensor's data produced and written in turn, so memory holds one tensor at a time.
+ */
+export async function writeSafetensorsLazy(file: string, tensors: LazyTensorEntry[], metadata?: Record<string, string>): Promise<void> {
+  const pending = sortForWriting(
+    tensors.map(({ name, dtype, shape, bytes }) => {
+      if (!isDType(dtype)) throw new SafetensorsError(file, `unknown dtype ${describe(dtype)}`, name);
+      const byteLength = byteLengthOf(file, name, dtype, shape);
+      const checked = async (): Promise<Uint8Array> => {
+        const b = await bytes();
+        if (b.byteLength !== byteLength) throw new SafetensorsError(file, `data has ${b.byteLength} bytes but shape [${shape}] of ${dtype} needs ${byteLength}`, name);
+        return b;
+      };
+      return { name, dtype, shape: [...shape], byteLength, bytes: checked };
+    }),
+  );
   checkNames(file, pending);
   const header = buildHeader(file, pending, metadata);
   const prefix = new Uint8Array(8);

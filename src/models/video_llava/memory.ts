@@ -68,8 +68,7 @@ export function wasmHeapUsed(): number | null {
  * Throws a WeightsError when `bytes` more (a KV cache, a prompt's activations) cannot fit: in the wasm heap next to
  * what it already holds, else in the machine's available memory.
  */
-export function checkWorkingMemory(bytes: number, what: string, available = availableMemory()): void {
-  const used = wasmHeapUsed();
+export function checkWorkingMemory(bytes: number, what: string, available = availableMemory(), used = wasmHeapUsed()): void {
   if (used !== null) {
     const room = WASM_HEAP_BYTES - used - 256 * 1024 ** 2;
     if (bytes > room) {
@@ -101,4 +100,50 @@ export function weightMemoryOf(model: Module): WeightMemory & { storedByFormat: 
     }
   }
   return out;
+}
+
+/** Float32 activations one prompt position keeps alive at once in a decoder layer (MLP: gate, up, product, out;
+ * attention: q, k, v, output, residuals, norms): (4·intermediate + 14·hidden)·4 bytes, which gives the 865 MiB
+ * measured for a 2074-token prompt at 7B widths (benchmarks/RESULTS.md). */
+export function activationBytesPerPosition(hidden: number, intermediate: number): number {
+  return (4 * intermediate + 14 * hidden) * 4;
+}
+
+export interface PromptMemoryPlan {
+  /** KV cache for the whole run, float32 */
+  kvBytes: number;
+  /** decoder activations of the prompt (one chunk of it when chunked) */
+  activationBytes: number;
+  /** positions per prefill chunk: the caller's, else chosen here (undefined = the whole prompt at once) */
+  prefillChunkSize?: number;
+}
+
+/**
+ * A generation's memory, checked before the first forward: the KV cache of `positions` positions for `rows` rows
+ * must fit, and the prompt's activations too, in chunks when the whole prompt would take more than 80 % of the
+ * room the cache leaves (the chunk size chosen in multiples of 64). Throws a WeightsError with the numbers otherwise.
+ */
+export function planPromptMemory(
+  text: { num_hidden_layers: number; num_key_value_heads: number; head_dim: number; hidden_size: number; intermediate_size: number },
+  rows: number,
+  promptLength: number,
+  positions: number,
+  prefillChunkSize: number | undefined,
+  /** For tests: the machine's available memory, and the wasm heap in use (null: not on wasm). */
+  env: { available?: number; heapUsed?: number | null } = {},
+): PromptMemoryPlan {
+  const available = env.available ?? availableMemory();
+  const kvBytes = rows * positions * text.num_hidden_layers * 2 * text.num_key_value_heads * text.head_dim * 4;
+  const perPosition = rows * activationBytesPerPosition(text.hidden_size, text.intermediate_size);
+  const used = env.heapUsed !== undefined ? env.heapUsed : wasmHeapUsed();
+  const room = used !== null ? WASM_HEAP_BYTES - used - 256 * 1024 ** 2 : available - 256 * 1024 ** 2;
+  let chunk = prefillChunkSize;
+  if (chunk === undefined && promptLength * perPosition > 0.8 * (room - kvBytes)) {
+    const fits = Math.floor((0.8 * (room - kvBytes)) / perPosition / 64) * 64;
+    chunk = Math.max(64, fits);
+    if (chunk >= promptLength) chunk = undefined;
+  }
+  const activationBytes = Math.min(promptLength, chunk ?? promptLength) * perPosition;
+  checkWorkingMemory(kvBytes + activationBytes, `generation (KV cache ${gib(kvBytes)} for ${positions} positions × ${rows} rows + prompt activations ${gib(activationBytes)})`, available, used);
+  return { kvBytes, activationBytes, prefillChunkSize: chunk };
 }
