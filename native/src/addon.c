@@ -8,6 +8,7 @@
  *   mapFile(path, offset, length)     an ArrayBuffer over those bytes of the file, privately mapped (no copy);
  *                                     unmap(buffer) releases it before the garbage collector would
  *   readBandwidth(bytes, repeats)     main-memory read rate of all threads, bytes/s (for the benchmarks)
+ *   dnnlSgemm(...)                    oneDNN's sgemm where libdnnl is installed (for the benchmarks), else false
  *
  * Arrays are typed arrays used in place (views of the wasm heap included); lengths are checked against the
  * extents each call reads or writes, so a wrong argument is an exception, never a stray access.
@@ -232,6 +233,29 @@ static napi_value unmap(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* dnnlSgemm(M, N, K, A, lda, transA, B, ldb, transB, C, ldc, beta) → false when oneDNN is not installed */
+static napi_value dnnl_sgemm(napi_env env, napi_callback_info info) {
+  size_t argc = 12;
+  napi_value argv[12], out;
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  int64_t M, N, K, lda, ldb, ldc;
+  bool transA, transB;
+  double beta;
+  view a, b, c;
+  if (argc != 12 || !get_i64(env, argv[0], &M) || !get_i64(env, argv[1], &N) || !get_i64(env, argv[2], &K) ||
+      !get_view(env, argv[3], &a) || !get_i64(env, argv[4], &lda) || napi_get_value_bool(env, argv[5], &transA) != napi_ok ||
+      !get_view(env, argv[6], &b) || !get_i64(env, argv[7], &ldb) || napi_get_value_bool(env, argv[8], &transB) != napi_ok ||
+      !get_view(env, argv[9], &c) || !get_i64(env, argv[10], &ldc) || napi_get_value_double(env, argv[11], &beta) != napi_ok ||
+      M < 0 || N < 0 || K < 0)
+    THROW(env, "dnnlSgemm: bad arguments");
+  if ((size_t)(transA ? span(K, M, lda) : span(M, K, lda)) * 4 > a.bytes || (size_t)(transB ? span(N, K, ldb) : span(K, N, ldb)) * 4 > b.bytes ||
+      (size_t)span(M, N, ldc) * 4 > c.bytes)
+    THROW(env, "dnnlSgemm: an array is shorter than the product reads or writes");
+  int ok = vl_dnnl_sgemm(transA, transB, M, N, K, a.data, lda, b.data, ldb, (float)beta, c.data, ldc) == 0;
+  CHECK(env, napi_get_boolean(env, ok, &out));
+  return out;
+}
+
 /* readBandwidth(bytes, repeats) → bytes per second */
 static napi_value read_bandwidth(napi_env env, napi_callback_info info) {
   size_t argc = 2;
@@ -254,6 +278,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"mapFile", NULL, map_file, NULL, NULL, NULL, napi_default, NULL},
       {"unmap", NULL, unmap, NULL, NULL, NULL, napi_default, NULL},
       {"readBandwidth", NULL, read_bandwidth, NULL, NULL, NULL, napi_default, NULL},
+      {"dnnlSgemm", NULL, dnnl_sgemm, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

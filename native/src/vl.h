@@ -47,6 +47,11 @@ void vl_parallel(int64_t tasks, vl_task_fn fn, void *ctx);
 int vl_threads(void);
 void vl_set_threads(int n);
 
+/* dnnl.c: oneDNN's sgemm when libdnnl is installed (benchmarks only). */
+int vl_dnnl_available(void);
+int vl_dnnl_sgemm(int transA, int transB, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B,
+                  int64_t ldb, float beta, float *C, int64_t ldc);
+
 /* bandwidth.c: bytes per second of all threads reading main memory (best of `repeats` passes). */
 double vl_read_bandwidth(int64_t bytes, int repeats);
 
@@ -118,6 +123,17 @@ typedef struct {
 
 extern const vl_kernels vl_kernels_ref;
 extern const vl_kernels vl_kernels_avx512;
+
+/*
+ * bfloat16 compute on VDPBF16PS: the same driver with k counted in (even, odd) pairs. pack_b writes ceil(kc/2) rows
+ * of NR 32-bit pairs; micro takes the pair count; A is packed as pairs per row (matmul.c). mr = 0 where not built.
+ */
+typedef struct {
+  int mr, nr;
+  vl_pack_b_fn pack_b;
+  vl_micro_fn micro;
+} vl_bf16_kernels;
+extern const vl_bf16_kernels vl_kernels_avx512bf16;
 
 /* AMX (kernels_amx.c): forward products with bfloat16 weights. Returns 0 when it does not apply. */
 int vl_amx_gemm(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const vl_bmat *B, float *C, int64_t ldc,

@@ -11,6 +11,7 @@
  * Environment: VIDEO_LLAVA_ADDON=0 does not load it; VIDEO_LLAVA_THREADS sets its threads (default: all cores);
  * VIDEO_LLAVA_ISA=portable|avx512 caps the kernel family (to compare paths).
  */
+import * as fs from 'fs';
 import * as path from 'path';
 import { InputError } from '../errors';
 
@@ -71,13 +72,23 @@ export interface NativeAddon {
   unmap(buffer: ArrayBuffer): void;
   /** Main-memory read rate of all the addon's threads over a buffer of `bytes`, in bytes per second (best of `repeats`). */
   readBandwidth(bytes: number, repeats: number): number;
+  /** oneDNN's sgemm (row-major, alpha 1) where libdnnl is installed, for the benchmarks; false when it is not. */
+  dnnlSgemm(M: number, N: number, K: number, a: Floats, lda: number, transA: boolean, b: Floats, ldb: number, transB: boolean, c: Floats, ldc: number, beta: number): boolean;
 }
 
 type Load = { ok: true; addon: NativeAddon; file: string } | { ok: false; reason: string };
 let loaded: Load | null = null;
 
-/** Where node-gyp puts the addon, from src/native or dist/native alike. */
-export const ADDON_FILE = path.join(__dirname, '..', '..', 'native', 'build', 'Release', 'video_llava_native.node');
+/** Where node-gyp puts the addon: under the package root, found upwards from src/native, dist/native or a bench build. */
+export const ADDON_FILE = (() => {
+  const relative = path.join('native', 'build', 'Release', 'video_llava_native.node');
+  let dir = __dirname;
+  for (let up = 0; up < 4; up++) {
+    dir = path.dirname(dir);
+    if (fs.existsSync(path.join(dir, 'native', 'binding.gyp'))) return path.join(dir, relative);
+  }
+  return path.join(__dirname, '..', '..', relative);
+})();
 
 function load(): Load {
   const env = process.env[ADDON_ENV];
