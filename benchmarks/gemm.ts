@@ -9,7 +9,7 @@
  */
 import { spawnSync } from 'child_process';
 import * as path from 'path';
-import { Isa, NativeAddon, nativeAddon } from '../src/native/addon';
+import { ISAS, NativeAddon, nativeAddon } from '../src/native/addon';
 import { NO_TRANS, TRANS, loadBlas } from '../src/native/blas';
 
 /** [N, K] of the 7B's weights: q/k/v/o, gate/up, down, lm_head; CLIP-L fc1, fc2. */
@@ -65,7 +65,7 @@ function measure(threads: number, rowsList: number[], repeats: number): Row[] {
   addon.setThreads(threads);
   const blas = loadBlas('nblas', threads);
   const bestIsa = addon.features().bestIsa;
-  const isas = (['portable', 'avx512', 'amx'] as Isa[]).slice(0, ['portable', 'avx512', 'amx'].indexOf(bestIsa) + 1);
+  const isas = ISAS.slice(0, ISAS.indexOf(bestIsa) + 1);
   const out: Row[] = [];
   for (const rows of rowsList) {
     for (const [shape, N, K] of SHAPES) {

@@ -11,6 +11,7 @@
         "src/mapping.c",
         "src/matmul.c",
         "src/kernels_ref.c",
+        "src/kernels_avx2.c",
         "src/kernels_avx512.c",
         "src/kernels_avx512bf16.c",
         "src/kernels_amx.c"

@@ -2,7 +2,7 @@
  * The N-API surface (src/native/addon.ts is its only caller):
  *
  *   features()                        → { avx512, avx512bf16, amx, cores, isa, bestIsa, threads }
- *   setIsa(name) / setThreads(n)      kernel family ('portable' | 'avx512' | 'amx'), worker threads
+ *   setIsa(name) / setThreads(n)      kernel family ('portable' | 'avx2' | 'avx512' | 'amx'), worker threads
  *   gemm(M, N, K, A, lda, transA, bFormat, B, ldb, transB, C, ldc, beta, compute)
  *   widenRows(format, data, cols, r0, r1, dst)
  *   mapFile(path, offset, length)     an ArrayBuffer over those bytes of the file, privately mapped (no copy);
@@ -30,7 +30,7 @@
     if ((call) != napi_ok) THROW(env, "N-API call failed"); \
   } while (0)
 
-static const char *ISA_NAMES[] = {"portable", "avx512", "amx"};
+static const char *ISA_NAMES[] = {"portable", "avx2", "avx512", "amx"};
 
 static int get_i64(napi_env env, napi_value v, int64_t *out) {
   double d;
@@ -81,6 +81,7 @@ static napi_value features(napi_env env, napi_callback_info info) {
 #define SET_STR(name, value)                                               \
   CHECK(env, napi_create_string_utf8(env, (value), NAPI_AUTO_LENGTH, &v)); \
   CHECK(env, napi_set_named_property(env, obj, name, v))
+  SET_BOOL("avx2", f->avx2);
   SET_BOOL("avx512", f->avx512);
   SET_BOOL("avx512bf16", f->avx512_bf16);
   SET_BOOL("amx", f->amx);
@@ -99,9 +100,9 @@ static napi_value set_isa(napi_env env, napi_callback_info info) {
   size_t len;
   if (argc < 1 || napi_get_value_string_utf8(env, argv[0], name, sizeof name, &len) != napi_ok) THROW(env, "setIsa: expected a name");
   int isa = -1;
-  for (int i = 0; i < 3; i++)
+  for (int i = 0; i < 4; i++)
     if (strcmp(name, ISA_NAMES[i]) == 0) isa = i;
-  if (isa < 0) THROW(env, "setIsa: expected 'portable', 'avx512' or 'amx'");
+  if (isa < 0) THROW(env, "setIsa: expected 'portable', 'avx2', 'avx512' or 'amx'");
   CHECK(env, napi_create_string_utf8(env, ISA_NAMES[vl_isa_set(isa)], NAPI_AUTO_LENGTH, &out));
   return out;
 }

@@ -16,7 +16,8 @@
 #define AMX_MIN_M 16
 
 static const vl_kernels *kernels(void) {
-  return vl_isa() >= VL_ISA_AVX512 ? &vl_kernels_avx512 : &vl_kernels_ref;
+  int isa = vl_isa();
+  return isa >= VL_ISA_AVX512 ? &vl_kernels_avx512 : isa == VL_ISA_AVX2 ? &vl_kernels_avx2 : &vl_kernels_ref;
 }
 
 static void scale_c(int64_t M, int64_t N, float *C, int64_t ldc, float beta) {

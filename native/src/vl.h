@@ -17,7 +17,7 @@
 enum vl_format { VL_F32 = 0, VL_BF16 = 1, VL_F16 = 2 };
 enum vl_compute { VL_COMPUTE_F32 = 0, VL_COMPUTE_BF16 = 1 };
 /* Kernel families, best last. vl_isa_set() may pick a lower one (tests compare each with the portable one). */
-enum vl_isa { VL_ISA_PORTABLE = 0, VL_ISA_AVX512 = 1, VL_ISA_AMX = 2 };
+enum vl_isa { VL_ISA_PORTABLE = 0, VL_ISA_AVX2 = 1, VL_ISA_AVX512 = 2, VL_ISA_AMX = 3 };
 /* Up to this many rows of A a product takes the memory-bound kernels (small_dot / small_axpy). */
 #define VL_SMALL_M 4
 
@@ -29,6 +29,7 @@ typedef struct {
 } vl_bmat;
 
 typedef struct {
+  int avx2;        /* AVX2 + FMA + F16C with the OS saving ymm state */
   int avx512;      /* AVX-512 F/BW/VL/DQ with the OS saving zmm state, plus FMA and F16C */
   int avx512_bf16; /* VDPBF16PS */
   int amx;         /* AMX-TILE + AMX-BF16 and the kernel granted tile data to this process */
@@ -122,6 +123,7 @@ typedef struct {
 } vl_kernels;
 
 extern const vl_kernels vl_kernels_ref;
+extern const vl_kernels vl_kernels_avx2;
 extern const vl_kernels vl_kernels_avx512;
 
 /*

@@ -6,17 +6,17 @@
  *
  * It multiplies float32 activations with weights in their stored format (float32, bfloat16, float16) without a
  * float32 copy of the weight, on the best kernels this CPU has (AMX, AVX-512, else portable C, chosen at run
- * time), on its own thread pool; and maps safetensors files into memory.
+ * time; AVX2 on CPUs without AVX-512), on its own thread pool; and maps safetensors files into memory.
  *
  * Environment: VIDEO_LLAVA_ADDON=0 does not load it; VIDEO_LLAVA_THREADS sets its threads (default: all cores);
- * VIDEO_LLAVA_ISA=portable|avx512 caps the kernel family (to compare paths).
+ * VIDEO_LLAVA_ISA=portable|avx2|avx512 caps the kernel family (to compare paths).
  */
 import * as fs from 'fs';
 import * as path from 'path';
 import { InputError } from '../errors';
 
-export type Isa = 'portable' | 'avx512' | 'amx';
-export const ISAS: readonly Isa[] = ['portable', 'avx512', 'amx'];
+export type Isa = 'portable' | 'avx2' | 'avx512' | 'amx';
+export const ISAS: readonly Isa[] = ['portable', 'avx2', 'avx512', 'amx'];
 export const ADDON_ENV = 'VIDEO_LLAVA_ADDON';
 export const ISA_ENV = 'VIDEO_LLAVA_ISA';
 
@@ -27,6 +27,7 @@ export const COMPUTE_CODES = { float32: 0, bfloat16: 1 } as const;
 export type ComputeDType = keyof typeof COMPUTE_CODES;
 
 export interface AddonFeatures {
+  avx2: boolean;
   avx512: boolean;
   avx512bf16: boolean;
   amx: boolean;
