@@ -19,7 +19,7 @@
 import { QuantizationError } from '../errors';
 import { DType, decodeFloat32, dtypeSize } from '../weights/dtype';
 import { FOUR_BIT_TYPES, FourBitType } from './codes';
-import { FourBitState, NestedAbsmax, checkFourBitState } from './fourbit';
+import { FOUR_BIT_BLOCK_SIZES, FourBitState, NestedAbsmax, checkFourBitState } from './fourbit';
 import { Int8State, checkInt8State } from './int8';
 import { PyValue, pythonJsonDumps } from './python_json';
 import { WEIGHT_DTYPES, WeightDtype, elementCount } from './weight_dtype';
@@ -191,7 +191,7 @@ function parseQuantStateJson(r: Reader, key: string): PackedQuantState {
   if (`${QUANT_STATE_PREFIX}${quantType}` !== key) r.fail(key, `holds quant_type "${quantType}", which disagrees with its name`);
   const state: PackedQuantState = {
     quantType,
-    blockSize: field('blocksize', isInt, 'an integer') as number,
+    blockSize: field('blocksize', (v) => FOUR_BIT_BLOCK_SIZES.includes(v as number), `one of ${FOUR_BIT_BLOCK_SIZES.join(', ')}`) as number,
     dtype: field('dtype', (v) => (WEIGHT_DTYPES as readonly unknown[]).includes(v), WEIGHT_DTYPES.join(', ')) as WeightDtype,
     shape: field('shape', (v) => Array.isArray(v) && v.every((d) => isInt(d) && (d as number) >= 0), 'a list of non-negative integers') as number[],
   };
