@@ -13,6 +13,8 @@ Writes, deterministically (one thread), under test/fixtures/bnb/:
         `fp4_code`, `fp4_argsort` (int64), `dynamic_map` (create_dynamic_map()).
   int8.safetensors           (a) Int8Params quantization (weight -> float16 -> int8_vectorwise_quant): per case
         `input.<case>`, `<case>.CB` (int8), `<case>.SCB`, `<case>.dequant` (int8_vectorwise_dequant).
+  synthetic_7b.json          (a) at 7B width: sha256 of quantize_4bit / Int8Params outputs for the synthetic q_proj
+        weight [4096, 4096] of reference/synthetic.py (float32 and rounded to bfloat16), so the inputs are not stored.
   torch_sum.safetensors      torch.sum / torch.mean of contiguous float32 vectors (|synthetic weight| of
         reference/synthetic.py, name "bnb.sum.<n>.bias", so the inputs are not stored), which double quantization
         uses for its offset; with this machine's CPU capability (AVX512) and, in a subprocess, ATEN_CPU_CAPABILITY=avx2
@@ -340,6 +342,42 @@ def write_int8() -> None:
         "quantization on CPU (weight -> float16 -> int8_vectorwise_quant); <case>.dequant: int8_vectorwise_dequant"
     )
     write_safetensors(OUT / "int8.safetensors", tensors, meta)
+
+
+SYNTHETIC_KEY = "language_model.model.layers.0.self_attn.q_proj.weight"
+SYNTHETIC_SHAPE = [4096, 4096]
+
+
+def sha256(a) -> str:
+    import hashlib
+
+    return hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()
+
+
+def write_synthetic_7b() -> None:
+    w32 = torch.from_numpy(synthetic_weight(SYNTHETIC_KEY, SYNTHETIC_SHAPE))
+    cases = []
+    for dtype, qt, bs, dq in (("float32", "nf4", 64, True), ("bfloat16", "fp4", 64, False), ("bfloat16", "int8", 0, False)):
+        w = w32.to(TORCH_DTYPES[dtype])
+        if qt == "int8":
+            param = bnb.nn.Int8Params(w.clone(), requires_grad=False)._quantize("cpu")
+            cases.append({"dtype": dtype, "int8": True, "CB": sha256(param.CB.numpy()), "SCB": sha256(param.SCB.numpy())})
+            continue
+        packed, state = F.quantize_4bit(w, blocksize=bs, compress_statistics=dq, quant_type=qt)
+        entry = {"dtype": dtype, "quant_type": qt, "blocksize": bs, "double_quant": dq,
+                 "packed": sha256(packed.numpy()), "absmax": sha256(state.absmax.numpy())}
+        if dq:
+            entry |= {"nested_absmax": sha256(state.state2.absmax.numpy()), "offset": float(state.offset)}
+        cases.append(entry)
+    doc = {
+        "note": "sha256 of the little-endian bytes of bitsandbytes 0.50.2 CPU outputs for the synthetic weight "
+        "(reference/synthetic.py) of `key` and `shape`, as float32 or rounded to bfloat16 (nearest even); packed = "
+        "quantize_4bit bytes, absmax = float32 scales or uint8 codes, offset = float32 nested_offset",
+        "key": SYNTHETIC_KEY,
+        "shape": SYNTHETIC_SHAPE,
+        "cases": cases,
+    }
+    (OUT / "synthetic_7b.json").write_text(json.dumps(doc, indent=1) + "\n")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -672,6 +710,7 @@ def main() -> None:
     with contextlib.redirect_stderr(io.StringIO()):
         write_quantize_4bit()
     write_int8()
+    write_synthetic_7b()
     write_torch_sum()
     write_models()
     write_modules()

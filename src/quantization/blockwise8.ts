@@ -8,6 +8,9 @@
  * different code than the exact nearest one; it is reproduced here as is.
  */
 
+// Math functions bound once: in hot loops a global `Math.` lookup is slow in some hosts (jest's vm contexts: ~50x).
+const { abs, ceil, floor, fround, max, min, trunc } = Math;
+
 const LUT_SIZE = 65536;
 const lutCache = new WeakMap<Float32Array, Uint8Array>();
 
@@ -15,11 +18,11 @@ function binTable(code: Float32Array): Uint8Array {
   let lut = lutCache.get(code);
   if (lut) return lut;
   const mid = new Float32Array(code.length - 1);
-  for (let i = 0; i + 1 < code.length; i++) mid[i] = Math.fround(0.5 * Math.fround(code[i] + code[i + 1]));
+  for (let i = 0; i + 1 < code.length; i++) mid[i] = fround(0.5 * fround(code[i] + code[i + 1]));
   lut = new Uint8Array(LUT_SIZE);
   let c = 0;
   for (let i = 0; i < LUT_SIZE; i++) {
-    const val = Math.fround(-1 + Math.fround(Math.fround(2 * i) / (LUT_SIZE - 1)));
+    const val = fround(-1 + fround(fround(2 * i) / (LUT_SIZE - 1)));
     while (c < mid.length && mid[c] < val) c++;
     lut[i] = c;
   }
@@ -30,8 +33,8 @@ function binTable(code: Float32Array): Uint8Array {
 /** The bin of a scaled value: ((v + 1) / 2) * 65535 + 0.5, truncated (float32 steps as in the C code). */
 function binOf(scaled: number): number {
   const v = scaled < -1 ? -1 : scaled > 1 ? 1 : scaled;
-  const half = Math.fround(Math.fround(v + 1) * 0.5);
-  return Math.trunc(Math.fround(Math.fround(half * (LUT_SIZE - 1)) + 0.5));
+  const half = fround(fround(v + 1) * 0.5);
+  return trunc(fround(fround(half * (LUT_SIZE - 1)) + 0.5));
 }
 
 export interface Blockwise8 {
@@ -45,18 +48,18 @@ export interface Blockwise8 {
 export function quantizeBlockwise8(values: Float32Array, code: Float32Array, blockSize: number): Blockwise8 {
   const lut = binTable(code);
   const n = values.length;
-  const blocks = Math.ceil(n / blockSize);
+  const blocks = ceil(n / blockSize);
   const codes = new Uint8Array(n);
   const absmax = new Float32Array(blocks);
   for (let b = 0; b < blocks; b++) {
     const start = b * blockSize;
-    const end = Math.min(start + blockSize, n);
+    const end = min(start + blockSize, n);
     let m = 0;
-    for (let i = start; i < end; i++) m = Math.max(m, Math.abs(values[i]));
+    for (let i = start; i < end; i++) m = max(m, abs(values[i]));
     absmax[b] = m;
     if (m === 0) continue; // the C code writes code 0 for an all-zero block
-    const inv = Math.fround(1 / m);
-    for (let i = start; i < end; i++) codes[i] = lut[binOf(Math.fround(values[i] * inv))];
+    const inv = fround(1 / m);
+    for (let i = start; i < end; i++) codes[i] = lut[binOf(fround(values[i] * inv))];
   }
   return { codes, absmax };
 }
@@ -69,6 +72,6 @@ export function dequantizeBlockwise8(
   blockSize: number,
 ): Float32Array {
   const out = new Float32Array(codes.length);
-  for (let i = 0; i < codes.length; i++) out[i] = code[codes[i]] * absmax[Math.floor(i / blockSize)];
+  for (let i = 0; i < codes.length; i++) out[i] = code[codes[i]] * absmax[floor(i / blockSize)];
   return out;
 }

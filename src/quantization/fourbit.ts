@@ -14,6 +14,10 @@ import { FOUR_BIT_TYPES, FourBitType, dynamicCode, fourBitBounds, fourBitCode } 
 import { torchMeanFloat32 } from './torch_sum';
 import { WeightDtype, checkRepresentable, elementCount, roundToDtype, WEIGHT_DTYPES } from './weight_dtype';
 
+// Math functions bound once: in hot loops a global `Math.` lookup is slow in some hosts (jest's vm contexts: ~50x).
+const { abs, ceil, floor, fround, max, min } = Math;
+const { isFinite } = Number;
+
 /** The block sizes bitsandbytes accepts for 4-bit quantization (all of them run on CPU). */
 export const FOUR_BIT_BLOCK_SIZES: readonly number[] = [32, 64, 128, 256, 512, 1024, 2048, 4096];
 /** Block size of the double quantization of the absmax (fixed by bitsandbytes). */
@@ -82,18 +86,37 @@ export interface Quantize4bitOptions {
 }
 
 /** float32(1e-38): the floor bitsandbytes clamps a block scale to before dividing by it. */
-const TINY = Math.fround(1e-38);
+const TINY = fround(1e-38);
 
-/** Number of sorted bounds strictly below x: the rank torch.bucketize(right=False) gives. */
-function rankOf(bounds: Float32Array, x: number): number {
-  let lo = 0;
-  let hi = bounds.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >> 1;
-    if (bounds[mid] < x) lo = mid + 1;
-    else hi = mid;
+/**
+ * The code of a scaled value: its rank among the 15 sorted bounds (the number strictly below it, as
+ * torch.bucketize(right=False) counts), mapped through the sorted order. Four comparisons (15 = 2^4 - 1).
+ */
+function codeOf(b: readonly number[], order: Uint8Array, s: number): number {
+  let r = b[7] < s ? 8 : 0;
+  if (b[r + 3] < s) r += 4;
+  if (b[r + 1] < s) r += 2;
+  if (b[r] < s) r += 1;
+  return order[r];
+}
+
+/** Codes of weight[start, end): full blocks multiply by the float32 reciprocal, the partial block divides. */
+function quantizeBlock(
+  weight: Float32Array,
+  start: number,
+  end: number,
+  scale: number,
+  divide: boolean,
+  b: readonly number[],
+  order: Uint8Array,
+  packed: Uint8Array,
+): void {
+  for (let i = start; i < end; i++) {
+    let s = divide ? fround(weight[i] / scale) : fround(weight[i] * scale);
+    s = s < -1 ? -1 : s > 1 ? 1 : s;
+    const q = codeOf(b, order, s);
+    packed[i >> 1] |= (i & 1) === 0 ? q << 4 : q;
   }
-  return lo;
 }
 
 /**
@@ -115,27 +138,22 @@ export function quantize4bit(weight: Float32Array, shape: readonly number[], opt
   checkRepresentable(weight, dtype, name);
 
   const { bounds, order } = fourBitBounds(quantType);
-  const blocks = Math.ceil(n / blockSize);
+  const sortedBounds = Array.from(bounds);
+  const blocks = ceil(n / blockSize);
   const absmax = new Float32Array(blocks);
-  const packed = new Uint8Array(Math.ceil(n / 2));
+  const packed = new Uint8Array(ceil(n / 2));
   const partial = n % blockSize !== 0;
   for (let b = 0; b < blocks; b++) {
     const start = b * blockSize;
-    const end = Math.min(start + blockSize, n);
+    const end = min(start + blockSize, n);
     let m = 0;
-    for (let i = start; i < end; i++) m = Math.max(m, Math.abs(weight[i]));
+    for (let i = start; i < end; i++) m = max(m, abs(weight[i]));
     const isPartial = partial && b === blocks - 1;
-    const floor = Math.max(m, TINY);
-    absmax[b] = isPartial ? floor : m;
-    const inv = Math.fround(1 / floor);
-    for (let i = start; i < end; i++) {
-      let s = isPartial ? Math.fround(weight[i] / floor) : Math.fround(weight[i] * inv);
-      s = s < -1 ? -1 : s > 1 ? 1 : s;
-      const q = order[rankOf(bounds, s)];
-      packed[i >> 1] |= (i & 1) === 0 ? q << 4 : q;
-    }
+    const clamped = max(m, TINY);
+    absmax[b] = isPartial ? clamped : m;
+    quantizeBlock(weight, start, end, isPartial ? clamped : fround(1 / clamped), isPartial, sortedBounds, order, packed);
   }
-  if (n % 2 === 1) packed[packed.length - 1] |= order[rankOf(bounds, 0)];
+  if (n % 2 === 1) packed[packed.length - 1] |= codeOf(sortedBounds, order, 0);
 
   const common = { quantType, blockSize, shape: [...shape], dtype, packed, code: fourBitCode(quantType).slice() };
   if (!opts.doubleQuant) return { ...common, nested: null, absmax };
@@ -171,7 +189,7 @@ function checkOptions(name: string, quantType: string, blockSize: number, dtype:
 export function checkFourBitState(state: FourBitState, name = '<weight>'): void {
   checkOptions(name, state.quantType, state.blockSize, state.dtype);
   const n = elementCount(state.shape, name);
-  const blocks = Math.ceil(n / state.blockSize);
+  const blocks = ceil(n / state.blockSize);
   const expect = (what: string, found: number, wanted: number): void => {
     if (found !== wanted) {
       throw new QuantizationError(
@@ -180,16 +198,16 @@ export function checkFourBitState(state: FourBitState, name = '<weight>'): void 
       );
     }
   };
-  expect('packed weight', state.packed.length, Math.ceil(n / 2));
+  expect('packed weight', state.packed.length, ceil(n / 2));
   expect('absmax', state.absmax.length, blocks);
   expect('quant_map', state.code.length, 16);
   if (state.nested) {
     if (state.nested.blockSize <= 0 || !Number.isInteger(state.nested.blockSize)) {
       throw new QuantizationError(name, `nested block size ${state.nested.blockSize} is not a positive integer`);
     }
-    expect('nested_absmax', state.nested.absmax.length, Math.ceil(blocks / state.nested.blockSize));
+    expect('nested_absmax', state.nested.absmax.length, ceil(blocks / state.nested.blockSize));
     expect('nested_quant_map', state.nested.code.length, 256);
-    if (!Number.isFinite(state.nested.offset)) {
+    if (!isFinite(state.nested.offset)) {
       throw new QuantizationError(name, `nested_offset ${state.nested.offset} is not a finite number`);
     }
   }
@@ -241,7 +259,7 @@ export function dequantize4bitRows(
     const i = first + j;
     const byte = packed[i >> 1];
     const q = (i & 1) === 0 ? byte >> 4 : byte & 0x0f;
-    out[j] = table[q] * scales[Math.floor(i / blockSize)];
+    out[j] = table[q] * scales[floor(i / blockSize)];
   }
   return roundToDtype(out, state.dtype);
 }
