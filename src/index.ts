@@ -37,3 +37,5 @@ export { resolveModel, HubError } from './hub';
 export type { ResolveOptions, DownloadProgress } from './hub';
 export { enableNativeMatmul, disableNativeMatmul, nativeMatmulStatus, nativeMatmulNotice, NATIVE_ENV, THREADS_ENV, DEFAULT_MIN_MACS } from './native';
 export type { NativeMatmulOptions, NativeMatmulStatus } from './native';
+export { parseBitsAndBytesConfig, quantize4bit, dequantize4bit, dequantize4bitRows, quantizeInt8, dequantizeInt8, fourBitFromTensors, fourBitToTensors, int8FromTensors, int8ToTensors } from './quantization';
+export type { BitsAndBytesConfig, FourBitState, FourBitType, Int8State } from './quantization';
