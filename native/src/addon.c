@@ -4,6 +4,7 @@
  *   features()                        → { avx512, avx512bf16, amx, cores, isa, bestIsa, threads }
  *   setIsa(name) / setThreads(n)      kernel family ('portable' | 'avx2' | 'avx512' | 'amx'), worker threads
  *   gemm(M, N, K, A, lda, transA, bFormat, B, ldb, transB, C, ldc, beta, compute)
+ *   gemmQuant(... as gemm, then scales, code, block, round, ...)   gemm with a bitsandbytes 4-bit or int8 weight
  *   widenRows(format, data, cols, r0, r1, dst)
  *   mapFile(path, offset, length)     an ArrayBuffer over those bytes of the file, privately mapped (no copy);
  *                                     unmap(buffer) releases it before the garbage collector would
@@ -145,7 +146,45 @@ static napi_value gemm(napi_env env, napi_callback_info info) {
   if ((size_t)a_need * 4 > a.bytes || (size_t)b_need * format_size((int)format) > b.bytes ||
       (size_t)span(M, N, ldc) * 4 > c.bytes)
     THROW(env, "gemm: an array is shorter than the product reads or writes");
-  vl_bmat B = {(int)format, b.data, ldb, transB};
+  vl_bmat B = {(int)format, b.data, ldb, transB, NULL, NULL, 0, VL_F32};
+  vl_gemm(M, N, K, a.data, lda, transA, &B, c.data, ldc, (float)beta, (int)compute);
+  return NULL;
+}
+
+/*
+ * gemmQuant(M, N, K, A, lda, transA, format, B, ldb, transB, scales, code, block, round, C, ldc, beta, compute): gemm with
+ * a bitsandbytes-format B (VL_Q4: packed nibbles, per-block scales, 16-entry code, the dtype values round to; VL_I8:
+ * int8 codes and one scale per storage row). B's storage is [rows][ldb] with rows = N (transB) or K.
+ */
+static napi_value gemm_quant(napi_env env, napi_callback_info info) {
+  size_t argc = 18;
+  napi_value argv[18];
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc != 18) THROW(env, "gemmQuant: expected 18 arguments");
+  int64_t M, N, K, lda, ldb, ldc, format, block, round, compute;
+  bool transA, transB;
+  double beta;
+  view a, b, scales, code, c;
+  if (!get_i64(env, argv[0], &M) || !get_i64(env, argv[1], &N) || !get_i64(env, argv[2], &K) || M < 0 || N < 0 || K < 0 ||
+      !get_view(env, argv[3], &a) || !get_i64(env, argv[4], &lda) || napi_get_value_bool(env, argv[5], &transA) != napi_ok ||
+      !get_i64(env, argv[6], &format) || !get_view(env, argv[7], &b) || !get_i64(env, argv[8], &ldb) ||
+      napi_get_value_bool(env, argv[9], &transB) != napi_ok || !get_view(env, argv[10], &scales) || !get_view(env, argv[11], &code) ||
+      !get_i64(env, argv[12], &block) || !get_i64(env, argv[13], &round) || !get_view(env, argv[14], &c) ||
+      !get_i64(env, argv[15], &ldc) || napi_get_value_double(env, argv[16], &beta) != napi_ok || !get_i64(env, argv[17], &compute))
+    THROW(env, "gemmQuant: bad argument types");
+  if ((format != VL_Q4 && format != VL_I8) || (compute != VL_COMPUTE_F32 && compute != VL_COMPUTE_BF16) ||
+      (round != VL_F32 && round != VL_BF16 && round != VL_F16))
+    THROW(env, "gemmQuant: unknown format, compute type or rounding dtype");
+  int64_t rows = transB ? N : K, cols = transB ? K : N;
+  if (lda < (transA ? M : K) || ldb != cols || ldc < N) THROW(env, "gemmQuant: leading dimensions do not fit (B must be dense)");
+  int64_t values = rows * cols;
+  size_t b_need = format == VL_Q4 ? (size_t)((values + 1) / 2) : (size_t)values;
+  size_t scales_need = format == VL_Q4 ? (size_t)(block > 0 ? (values + block - 1) / block : 0) : (size_t)rows;
+  if (format == VL_Q4 && (block <= 0 || code.bytes < 16 * 4)) THROW(env, "gemmQuant: a 4-bit weight needs a block size and 16 code values");
+  int64_t a_need = transA ? span(K, M, lda) : span(M, K, lda);
+  if ((size_t)a_need * 4 > a.bytes || b_need > b.bytes || scales_need * 4 > scales.bytes || (size_t)span(M, N, ldc) * 4 > c.bytes)
+    THROW(env, "gemmQuant: an array is shorter than the product reads or writes");
+  vl_bmat B = {(int)format, b.data, ldb, transB, scales.data, code.data, block, (int)round};
   vl_gemm(M, N, K, a.data, lda, transA, &B, c.data, ldc, (float)beta, (int)compute);
   return NULL;
 }
@@ -275,6 +314,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"setIsa", NULL, set_isa, NULL, NULL, NULL, napi_default, NULL},
       {"setThreads", NULL, set_threads, NULL, NULL, NULL, napi_default, NULL},
       {"gemm", NULL, gemm, NULL, NULL, NULL, napi_default, NULL},
+      {"gemmQuant", NULL, gemm_quant, NULL, NULL, NULL, napi_default, NULL},
       {"widenRows", NULL, widen_rows, NULL, NULL, NULL, napi_default, NULL},
       {"mapFile", NULL, map_file, NULL, NULL, NULL, napi_default, NULL},
       {"unmap", NULL, unmap, NULL, NULL, NULL, napi_default, NULL},

@@ -15,9 +15,12 @@
 #define MC 192      /* m-block: a packed A block (MC × KC floats) stays in L2 */
 #define AMX_MIN_M 16
 
-static const vl_kernels *kernels(void) {
+/* The kernel family for this product: quantized formats have AVX-512 and portable kernels only. */
+static const vl_kernels *kernels(const vl_bmat *b) {
   int isa = vl_isa();
-  return isa >= VL_ISA_AVX512 ? &vl_kernels_avx512 : isa == VL_ISA_AVX2 ? &vl_kernels_avx2 : &vl_kernels_ref;
+  if (isa >= VL_ISA_AVX512) return &vl_kernels_avx512;
+  if (isa == VL_ISA_AVX2 && (b->format == VL_F32 || b->format == VL_BF16 || b->format == VL_F16)) return &vl_kernels_avx2;
+  return &vl_kernels_ref;
 }
 
 static void scale_c(int64_t M, int64_t N, float *C, int64_t ldc, float beta) {
@@ -160,7 +163,7 @@ void vl_gemm(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, int t
   }
   if (vl_isa() >= VL_ISA_AMX && !transA && M >= AMX_MIN_M && vl_amx_gemm(M, N, K, A, lda, B, C, ldc, beta, compute)) return;
 
-  const vl_kernels *k = kernels();
+  const vl_kernels *k = kernels(B);
   /* bfloat16 compute on VDPBF16PS where the CPU has it: A packed as bfloat16 pairs (rounded once per panel). */
   if (compute == VL_COMPUTE_BF16 && (transA || M > VL_SMALL_M) && vl_isa() >= VL_ISA_AVX512 && vl_cpu()->avx512_bf16 &&
       vl_kernels_avx512bf16.mr > 0) {
@@ -193,6 +196,23 @@ void vl_gemm(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, int t
     vl_parallel((N + j.width - 1) / j.width, gemm_task, &j);
   }
   free(rounded);
+}
+
+void vl_bmat_row(const vl_bmat *b, int64_t row, int64_t col, int64_t count, float *dst) {
+  int64_t base = row * b->ld + col;
+  switch (b->format) {
+    case VL_F32:
+      memcpy(dst, (const float *)b->data + base, (size_t)count * sizeof(float));
+      return;
+    case VL_BF16:
+    case VL_F16:
+      vl_widen_rows(b->format, (const uint16_t *)b->data + base, count, 0, 1, dst);
+      return;
+    default: {
+      /* quantized: through the element rule (storage row `row` is n for trans, k otherwise) */
+      for (int64_t j = 0; j < count; j++) dst[j] = b->trans ? vl_bmat_get(b, col + j, row) : vl_bmat_get(b, row, col + j);
+    }
+  }
 }
 
 void vl_widen_rows(int format, const void *data, int64_t cols, int64_t r0, int64_t r1, float *dst) {

@@ -14,7 +14,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-enum vl_format { VL_F32 = 0, VL_BF16 = 1, VL_F16 = 2 };
+/*
+ * Stored formats. VL_Q4: bitsandbytes' 4-bit (NF4/FP4): two codes a byte, the first in the high nibble, over the
+ * flattened matrix; value = round_to(original dtype, code[q] · scales[flat / block]). VL_I8: bitsandbytes' LLM.int8
+ * weight: value = (q · scales[row]) · (1/127), two float32 products.
+ */
+enum vl_format { VL_F32 = 0, VL_BF16 = 1, VL_F16 = 2, VL_Q4 = 3, VL_I8 = 4 };
 enum vl_compute { VL_COMPUTE_F32 = 0, VL_COMPUTE_BF16 = 1 };
 /* Kernel families, best last. vl_isa_set() may pick a lower one (tests compare each with the portable one). */
 enum vl_isa { VL_ISA_PORTABLE = 0, VL_ISA_AVX2 = 1, VL_ISA_AVX512 = 2, VL_ISA_AMX = 3 };
@@ -26,7 +31,14 @@ typedef struct {
   const void *data; /* element (k, n) at [n·ld + k] (trans) or [k·ld + n] */
   int64_t ld;
   int trans;
+  /* quantized formats only */
+  const float *scales; /* VL_Q4: one per block of the flattened matrix; VL_I8: one per row (SCB) */
+  const float *code;   /* VL_Q4: the 16-entry table */
+  int64_t block;       /* VL_Q4: values per scale */
+  int round;           /* VL_Q4: the original dtype the product is rounded to (VL_F32: none, VL_BF16, VL_F16) */
 } vl_bmat;
+
+#define VL_INV_127 7.874015718698502e-3f /* bitsandbytes' 1/127 */
 
 typedef struct {
   int avx2;        /* AVX2 + FMA + F16C with the OS saving ymm state */
@@ -91,15 +103,55 @@ static inline float vl_f16_to_f32(uint16_t h) {
   return v.f;
 }
 
+/* float32 → float16 bits, nearest even (subnormals, overflow to infinity, NaN kept). */
+static inline uint16_t vl_f32_to_f16(float f) {
+  union { float f; uint32_t u; } v = {f};
+  uint32_t sign = (v.u >> 16) & 0x8000u, exp = (v.u >> 23) & 0xffu, man = v.u & 0x7fffffu;
+  if (exp == 0xff) return (uint16_t)(sign | (man ? 0x7e00u : 0x7c00u));
+  int e = (int)exp - 112;
+  if (e >= 0x1f) return (uint16_t)(sign | 0x7c00u);
+  if (e <= 0) {
+    if (e < -10) return (uint16_t)sign;
+    uint32_t m = man | 0x800000u;
+    int shift = 14 - e;
+    uint32_t half = 1u << (shift - 1), rest = m & ((1u << shift) - 1);
+    uint32_t r = m >> shift;
+    if (rest > half || (rest == half && (r & 1))) r++;
+    return (uint16_t)(sign | r);
+  }
+  uint32_t r = ((uint32_t)e << 10) | (man >> 13), rest = man & 0x1fffu;
+  if (rest > 0x1000u || (rest == 0x1000u && (r & 1))) r++;
+  return (uint16_t)(sign | r);
+}
+
+/* A float32 rounded to the given stored dtype and widened back (VL_F32: unchanged). */
+static inline float vl_round_to(int dtype, float v) {
+  if (dtype == VL_BF16) return vl_bf16_to_f32(vl_f32_to_bf16(v));
+  if (dtype == VL_F16) return vl_f16_to_f32(vl_f32_to_f16(v));
+  return v;
+}
+
 /* Element (k, n) of a stored matrix as float32. */
 static inline float vl_bmat_get(const vl_bmat *b, int64_t k, int64_t n) {
   int64_t i = b->trans ? n * b->ld + k : k * b->ld + n;
   switch (b->format) {
     case VL_BF16: return vl_bf16_to_f32(((const uint16_t *)b->data)[i]);
     case VL_F16: return vl_f16_to_f32(((const uint16_t *)b->data)[i]);
+    case VL_Q4: {
+      uint8_t byte = ((const uint8_t *)b->data)[i >> 1];
+      int q = (i & 1) ? byte & 15 : byte >> 4;
+      return vl_round_to(b->round, b->code[q] * b->scales[i / b->block]);
+    }
+    case VL_I8: {
+      float t = (float)((const int8_t *)b->data)[i] * b->scales[b->trans ? n : k];
+      return t * VL_INV_127;
+    }
     default: return ((const float *)b->data)[i];
   }
 }
+
+/* count consecutive stored values of one storage row, starting at (row, col), widened into dst. */
+void vl_bmat_row(const vl_bmat *b, int64_t row, int64_t col, int64_t count, float *dst);
 
 /* ---- kernel tables: one per ISA ------------------------------------------------------------------------ */
 

@@ -13,7 +13,7 @@ import { downloadProgress, loadProgressBar } from './progress';
 import { resolveModel } from '../hub';
 import { nativeMatmulNotice, nativeMatmulStatus } from '../native';
 import { addonDescription, addonNotice } from '../native/addon';
-import { gib, weightMemoryOf } from '../models/video_llava/memory';
+import { formatBytes, weightMemoryOf } from '../models/video_llava/memory';
 
 export const GENERATE_HELP = `video-llava generate --model DIR [--video FILE]... [--image FILE]... --prompt TEXT [options]
 
@@ -157,9 +157,9 @@ function matmulPath(backend: string): string {
 /** "13.5 GiB bfloat16 outside the heap (amx, 2 threads) + 0.1 GiB float32" */
 function describeWeights(model: VideoLlavaForConditionalGeneration): { text: string; stored: number } {
   const m = weightMemoryOf(model);
-  const parts = Object.entries(m.storedByFormat).map(([format, bytes]) => `${gib(bytes)} ${format}`);
+  const parts = Object.entries(m.storedByFormat).map(([format, bytes]) => `${formatBytes(bytes)} ${format} (${m.countByFormat[format]} weights)`);
   const kernels = parts.length > 0 ? ` outside the heap (${addonDescription() ?? 'no native kernels'})` : '';
-  return { text: [...(parts.length ? [parts.join(' + ') + kernels] : []), `${gib(m.heapBytes)} float32`].join(' + '), stored: m.storedBytes };
+  return { text: [...(parts.length ? [parts.join(' + ') + kernels] : []), `${formatBytes(m.heapBytes)} float32`].join(' + '), stored: m.storedBytes };
 }
 
 /** The process's peak resident memory (VmHWM on Linux, else the current RSS). */

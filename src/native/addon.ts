@@ -21,7 +21,7 @@ export const ADDON_ENV = 'VIDEO_LLAVA_ADDON';
 export const ISA_ENV = 'VIDEO_LLAVA_ISA';
 
 /** Format codes of the native side (native/src/vl.h). */
-export const FORMAT_CODES = { float32: 0, bfloat16: 1, float16: 2 } as const;
+export const FORMAT_CODES = { float32: 0, bfloat16: 1, float16: 2, q4: 3, int8: 4 } as const;
 export type NativeFormat = keyof typeof FORMAT_CODES;
 export const COMPUTE_CODES = { float32: 0, bfloat16: 1 } as const;
 export type ComputeDType = keyof typeof COMPUTE_CODES;
@@ -39,7 +39,7 @@ export interface AddonFeatures {
 }
 
 type Floats = Float32Array;
-type Stored = Float32Array | Uint16Array | Uint8Array;
+type Stored = Float32Array | Uint16Array | Uint8Array | Int8Array;
 
 export interface NativeAddon {
   features(): AddonFeatures;
@@ -60,6 +60,31 @@ export interface NativeAddon {
     b: Stored,
     ldb: number,
     transB: boolean,
+    c: Floats,
+    ldc: number,
+    beta: number,
+    compute: number,
+  ): void;
+  /**
+   * gemm with a bitsandbytes-format weight (FORMAT_CODES.q4: packed nibbles, one scale per `block` values of the
+   * flattened weight, the 16-entry `code`, values rounded to `round` (a FORMAT_CODES float entry); FORMAT_CODES.int8:
+   * int8 codes, one scale (SCB) per storage row). B's storage is dense: ldb = its row length.
+   */
+  gemmQuant(
+    M: number,
+    N: number,
+    K: number,
+    a: Floats,
+    lda: number,
+    transA: boolean,
+    format: number,
+    b: Uint8Array | Int8Array,
+    ldb: number,
+    transB: boolean,
+    scales: Float32Array,
+    code: Float32Array,
+    block: number,
+    round: number,
     c: Floats,
     ldc: number,
     beta: number,
