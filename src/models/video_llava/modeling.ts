@@ -73,7 +73,7 @@ export class VideoLlavaModel extends Module<[], never> {
     super();
     const vision = config.vision_config;
     this.image_tower = this.addModule('image_tower', new ClipVisionModel(vision));
-    this.video_tower = this.addModule('video_tower', new ClipVisionModel(vision));
+    this.video_tower = this.addModule('video_tower', new ClipVisionModel(vision, config.video_temporal_attention?.num_frames ?? 0));
     const inDim = vision.hidden_size * featureLayers(config).length;
     this.multi_modal_projector = this.addModule(
       'multi_modal_projector',
@@ -97,10 +97,11 @@ export class VideoLlavaModel extends Module<[], never> {
     pixels: tf.Tensor4D,
     dropCls: boolean,
     keepAll: boolean,
+    framesPerVideo = 1,
   ): { features: tf.Tensor3D; towerStates?: Array<tf.Tensor3D | null> } {
     const indices = this.featureIndices();
     const numLayers = keepAll ? this.config.vision_config.num_hidden_layers : Math.max(...indices);
-    const { hiddenStates } = tower.call(pixels, { numLayers, keep: (i) => keepAll || indices.includes(i) });
+    const { hiddenStates } = tower.call(pixels, { numLayers, keep: (i) => keepAll || indices.includes(i), framesPerVideo });
     const features = tf.tidy(() => {
       const pool = indices.map((i) => {
         const h = hiddenStates[i] as tf.Tensor3D;
@@ -127,7 +128,7 @@ export class VideoLlavaModel extends Module<[], never> {
     const [N, T, C, H, W] = pixels.shape;
     const frames = tf.reshape(pixels, [N * T, C, H, W]) as tf.Tensor4D;
     try {
-      return this.towerFeatures(this.video_tower, frames, false, keepTowerStates);
+      return this.towerFeatures(this.video_tower, frames, false, keepTowerStates, T);
     } finally {
       frames.dispose();
     }
