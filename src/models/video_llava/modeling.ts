@@ -146,8 +146,15 @@ export class VideoLlavaForConditionalGeneration extends Module<[VideoLlavaForwar
     this.lm_head = this.addModule('lm_head', new Linear(text.hidden_size, text.vocab_size, false));
   }
 
-  /** Loads config.json and the safetensors weights of a model directory. */
-  static async fromPretrained(dir: string, options: import('./loading').LoadOptions = {}): Promise<VideoLlavaForConditionalGeneration> {
+  /**
+   * Loads config.json and the safetensors weights of a model directory (or Hub id). An original Video-LLaVA
+   * checkpoint (LlavaLlamaForCausalLM config, pytorch_model*.bin) is loaded with its LanguageBind towers, as the
+   * original builder.py combines them (./original.ts; options videoTower, imageTower, towerWeights).
+   */
+  static async fromPretrained(dir: string, options: import('./original').OriginalLoadOptions = {}): Promise<VideoLlavaForConditionalGeneration> {
+    const { originalCheckpointDir, loadOriginalVideoLlava } = await import('./original');
+    const original = await originalCheckpointDir(dir, options);
+    if (original) return loadOriginalVideoLlava(original, options);
     const { loadVideoLlava } = await import('./loading');
     return loadVideoLlava(dir, options);
   }
@@ -186,11 +193,22 @@ export class VideoLlavaForConditionalGeneration extends Module<[VideoLlavaForwar
     return { lastHiddenState: last!, hiddenStates: undefined, attentions: undefined };
   }
 
+  /**
+   * The ids to embed: placeholder ids past the vocabulary (the original checkpoints have no placeholder rows) are
+   * looked up as 0; their rows are replaced by features anyway.
+   */
+  private embeddableIds(ids: number[][]): number[][] {
+    const vocab = this.config.text_config.vocab_size;
+    const past = [this.config.image_token_index, this.config.video_token_index].filter((id) => id >= vocab);
+    return past.length === 0 ? ids : ids.map((row) => row.map((id) => (past.includes(id) ? 0 : id)));
+  }
+
   forward(input: VideoLlavaForwardInput): VideoLlavaForwardOutput {
     const ids = toRows(input.inputIds, 'inputIds');
     if (!ids || ids.length === 0 || ids[0].length === 0) throw new InputError('inputIds', 'expected a non-empty [batch, length] matrix');
     const lm = this.model.language_model;
-    lm.embed_tokens.checkIds(ids.flat());
+    const textIds = this.embeddableIds(ids);
+    lm.embed_tokens.checkIds(textIds.flat());
     const out: Partial<VideoLlavaForwardOutput> = {};
     const keepTower = input.outputVisionHiddenStates ?? false;
     const owned: tf.Tensor[] = [];
@@ -209,7 +227,7 @@ export class VideoLlavaForConditionalGeneration extends Module<[VideoLlavaForwar
         out.videoTowerHiddenStates = r.towerStates;
         owned.push(videoFeatures, ...liveTensors(r.towerStates));
       }
-      const tokenEmbeds = tf.tidy(() => lm.embed_tokens.call(tf.tensor2d(ids, undefined, 'int32')) as tf.Tensor3D);
+      const tokenEmbeds = tf.tidy(() => lm.embed_tokens.call(tf.tensor2d(textIds, undefined, 'int32')) as tf.Tensor3D);
       owned.push(tokenEmbeds);
       const embeds = mergePlaceholders(tokenEmbeds, ids, [
         { tokenId: this.config.image_token_index, features: imageFeatures, argument: 'pixelValuesImages', kind: 'image' },
