@@ -12,7 +12,7 @@ import { ClipMLP } from '../../layers/mlp';
 import { Module, ModuleList, Parameter, ParameterLayout } from '../../layers/module';
 import { LayerNorm } from '../../layers/norm';
 import { ClipVisionConfig, clipGrid } from './config';
-import { TemporalWeights, temporalBlock } from './temporal';
+import { TemporalWeights, checkFrames, temporalBlock } from './temporal';
 
 /** The conv weight [D, C, p, p] kept as the matmul operand [C·p·p, D] (arranged once at load time). */
 function patchLayout(D: number, C: number, p: number): ParameterLayout {
@@ -207,18 +207,25 @@ export class ClipVisionModel extends Module<[tf.Tensor4D, ClipVisionOptions?], C
     if (pixels.rank !== 4 || c !== C || h !== size || w !== size) {
       throw new InputError('pixelValues', `expected [N, ${C}, ${size}, ${size}], found [${pixels.shape.join(', ')}]`);
     }
+    const frames = options.framesPerVideo ?? 1;
+    if (this.temporalFrames > 0) checkFrames(pixels.shape[0], frames, this.temporalFrames);
     const total = this.config.num_hidden_layers;
     const numLayers = Math.min(options.numLayers ?? total, total);
     const keep = options.keep ?? (() => true);
     const hiddenStates: Array<tf.Tensor3D | null> = new Array(total + 1).fill(null);
     let x = tf.tidy(() => this.pre_layrnorm.call(this.embeddings.call(pixels)) as tf.Tensor3D);
-    for (let i = 0; i <= numLayers; i++) {
-      if (i > 0) {
-        const next = this.encoder.layers.items[i - 1].call(x, options.framesPerVideo ?? 1);
-        if (hiddenStates[i - 1] !== x) x.dispose();
-        x = next;
+    try {
+      for (let i = 0; i <= numLayers; i++) {
+        if (i > 0) {
+          const next = this.encoder.layers.items[i - 1].call(x, frames);
+          if (hiddenStates[i - 1] !== x) x.dispose();
+          x = next;
+        }
+        if (keep(i)) hiddenStates[i] = x;
       }
-      if (keep(i)) hiddenStates[i] = x;
+    } catch (e) {
+      tf.dispose([x, ...hiddenStates.filter((h): h is tf.Tensor3D => h !== null && h !== x)]);
+      throw e;
     }
     if (hiddenStates[numLayers] !== x) x.dispose();
     return { hiddenStates };

@@ -35,10 +35,10 @@ function toFrames(y: tf.Tensor3D, n: number): tf.Tensor3D {
   return tf.reshape(tf.transpose(tf.reshape(y, [bn / n, n, t, d]), [0, 2, 1, 3]), [(bn / n) * t, n, d]);
 }
 
-/** Checks that `frames` frames per video fit the hidden states and the temporal embedding. */
-export function checkFrames(x: tf.Tensor3D, frames: number, maxFrames: number): void {
-  if (!Number.isInteger(frames) || frames < 1 || x.shape[0] % frames !== 0) {
-    throw new InputError('pixelValuesVideos', `${x.shape[0]} frames cannot be grouped into videos of ${frames} frames`);
+/** Checks that `total` frames group into videos of `frames` frames that the temporal embedding covers. */
+export function checkFrames(total: number, frames: number, maxFrames: number): void {
+  if (!Number.isInteger(frames) || frames < 1 || total % frames !== 0) {
+    throw new InputError('pixelValuesVideos', `${total} frames cannot be grouped into videos of ${frames} frames`);
   }
   if (frames > maxFrames) {
     throw new InputError(
@@ -52,7 +52,7 @@ export function checkFrames(x: tf.Tensor3D, frames: number, maxFrames: number): 
 /** x [N·T, n, D] → the input of the layer's spatial block, same shape. */
 export function temporalBlock(w: TemporalWeights, x: tf.Tensor3D, frames: number): tf.Tensor3D {
   const [, n, D] = x.shape;
-  checkFrames(x, frames, w.temporal_embedding.shape[1]);
+  checkFrames(x.shape[0], frames, w.temporal_embedding.shape[1]);
   return tf.tidy(() => {
     let h = toTime(x, frames); // [N·n, T, D]
     // The original adds the embedding only when T ≠ 1 (its T is config.num_frames; here the input's).
