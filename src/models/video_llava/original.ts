@@ -79,10 +79,19 @@ export async function openWeights(dir: string): Promise<WeightSource> {
   return TorchCheckpoint.open(dir);
 }
 
+/**
+ * The tower's directory: the option, else the config's mm_<kind>_tower resolved as builder.py does (a directory,
+ * or a Hub id through the cache), except that a directory next to the model's named like the id's last part
+ * (…/LanguageBind_Video_merge) is taken first, which is how `video-llava convert --to original` lays them out.
+ */
 async function towerDir(kind: 'video' | 'image', llava: Json, options: OriginalLoadOptions, file: string): Promise<string> {
   const field = `mm_${kind}_tower`;
-  const name = (kind === 'video' ? options.videoTower : options.imageTower) ?? llava[field];
+  const given = kind === 'video' ? options.videoTower : options.imageTower;
+  const name = given ?? llava[field];
   if (typeof name !== 'string') throw new ConfigError(field, 'absent: this package runs Video-LLaVA with both towers', file);
+  const sibling = path.join(path.dirname(path.dirname(file)), path.basename(name));
+  const isDir = async (d: string) => (await fsp.stat(d).catch(() => null))?.isDirectory() ?? false;
+  if (given === undefined && !(await isDir(name)) && (await isDir(sibling))) return sibling;
   const patterns = options.towerWeights === 'embedded' ? ['config.json'] : TOWER_FILES;
   try {
     return await resolveModel(name, { ...resolveOptions(options), allowPatterns: patterns });
