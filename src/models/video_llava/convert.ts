@@ -99,6 +99,7 @@ async function writeHfProcessorFiles(src: string, out: string, config: VideoLlav
     num_additional_image_tokens: 1,
     image_token: '<image>',
     video_token: '<video>',
+    video_preprocessing: 'languagebind', // the original video pipeline (this package's field)
   };
   await fsp.writeFile(path.join(out, 'processor_config.json'), JSON.stringify(processor, null, 2) + '\n');
   const pixels = {
