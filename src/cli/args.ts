@@ -2,6 +2,7 @@
 import { parseArgs, ParseArgsConfig } from 'node:util';
 import { InputError } from '../errors';
 import { GenerateOptions } from '../generation/generate';
+import { FormatOptions, LoadDType } from '../models/video_llava/weight_formats';
 
 export type Options = NonNullable<ParseArgsConfig['options']>;
 
@@ -56,5 +57,24 @@ export function samplingOptions(values: Record<string, unknown>): Partial<Genera
     topP: numberOption(values, 'top-p'),
     seed: values.seed === undefined ? undefined : intOption(values, 'seed', 0),
     repetitionPenalty: numberOption(values, 'repetition-penalty'),
+  };
+}
+
+/** The weight-format flags shared by the commands that load a model. */
+export const WEIGHT_OPTIONS = {
+  dtype: { type: 'string' },
+  'compute-dtype': { type: 'string' },
+} as const;
+
+export const WEIGHT_HELP = `  --dtype D               auto (default: 16-bit weights stay as stored, outside the tensor heap), float32,
+                          bfloat16 or float16 (large weights converted), like transformers' torch_dtype
+  --compute-dtype D       float32 (default) or bf16: products with bfloat16 inputs and float32 accumulation
+                          (AVX512-BF16 / AMX where the CPU has them), as torch_dtype=torch.bfloat16 computes`;
+
+export function weightOptions(values: Record<string, unknown>): FormatOptions {
+  const compute = values['compute-dtype'] as string | undefined;
+  return {
+    dtype: values.dtype as LoadDType | undefined,
+    computeDtype: compute === 'bf16' ? 'bfloat16' : compute === 'fp32' ? 'float32' : (compute as FormatOptions['computeDtype']),
   };
 }

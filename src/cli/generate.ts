@@ -1,16 +1,19 @@
 /**
  * `video-llava generate`: prompt + images/videos in, streamed answer out, with a one-line timing summary.
  */
+import * as fs from 'fs';
 import * as tf from '@tensorflow/tfjs';
 import { setBackend } from '../backend';
 import { GenerateOptions, generate, loadGenerationConfig } from '../generation/generate';
 import { VideoLlavaForConditionalGeneration } from '../models/video_llava/modeling';
 import { ChatContent } from '../processing/chat_template';
 import { VideoLlavaProcessor } from '../processing/processor';
-import { SAMPLING_OPTIONS, intOption, parse, required, samplingOptions } from './args';
+import { SAMPLING_OPTIONS, WEIGHT_HELP, WEIGHT_OPTIONS, intOption, parse, required, samplingOptions, weightOptions } from './args';
 import { downloadProgress, loadProgressBar } from './progress';
 import { resolveModel } from '../hub';
 import { nativeMatmulNotice, nativeMatmulStatus } from '../native';
+import { addonDescription, addonNotice } from '../native/addon';
+import { gib, weightMemoryOf } from '../models/video_llava/memory';
 import { loadOriginalVideoLlava, originalCheckpointDir } from '../models/video_llava/original';
 import { originalProcessor } from '../processing/original_processor';
 import { InputError } from '../errors';
@@ -42,6 +45,7 @@ Answers a question about videos and images, streaming the answer as it is produc
                           activation memory: for long video prompts next to a big model in the wasm heap)
   --do-sample             sample instead of greedy decoding; with --temperature, --top-k, --top-p, --seed
   --repetition-penalty X
+${WEIGHT_HELP}
   --backend NAME          wasm (default), cpu, or tensorflow (needs @tensorflow/tfjs-node installed)
   --no-native             keep the backend's own matMul even when native OpenBLAS (optional nblas) is available
                           (also VIDEO_LLAVA_NATIVE=0; threads: VIDEO_LLAVA_BLAS_THREADS)
@@ -65,6 +69,7 @@ const OPTIONS = {
   'num-frames': { type: 'string' },
   'prefill-chunk': { type: 'string' },
   ...SAMPLING_OPTIONS,
+  ...WEIGHT_OPTIONS,
   backend: { type: 'string' },
   'no-native': { type: 'boolean' },
   revision: { type: 'string' },
@@ -125,10 +130,13 @@ export async function generateCommand(argv: string[], log: (line: string) => voi
   } else {
     modelDir = await resolveModel(modelArg, { ...hub, onProgress: json ? undefined : downloadProgress() });
     processor = await VideoLlavaProcessor.fromPretrained(modelDir);
-    model = await VideoLlavaForConditionalGeneration.fromPretrained(modelDir, { onProgress });
+    model = await VideoLlavaForConditionalGeneration.fromPretrained(modelDir, { ...weightOptions(args), onProgress });
   }
   if (!json) bar.done();
   const loadMs = Date.now() - t0;
+  const weights = describeWeights(model);
+  const addonLine = weights.stored > 0 ? addonNotice() : null;
+  if (addonLine && !json) process.stderr.write(`${addonLine}\n`);
 
   const text = buildPrompt(processor, prompt, images.length, videos.length);
   const inputs = await processor.call(text, { images, videos, numFrames: intOption(args, 'num-frames', 8, 1) });
@@ -147,6 +155,7 @@ export async function generateCommand(argv: string[], log: (line: string) => voi
     const summary = {
       loadMs,
       visionMs: Math.round(t.visionMs),
+      timeToFirstTokenMs: Math.round(t.visionMs + t.prefillMs),
       prefillTokensPerSec: rate(t.prefillTokens, t.prefillMs),
       decodeTokensPerSec: rate(t.decodeTokens, t.decodeMs),
       promptTokens: inputs.inputIds[0].length,
@@ -154,6 +163,8 @@ export async function generateCommand(argv: string[], log: (line: string) => voi
       finishReason: result.finishReason[0],
       backend,
       matmul: matmulPath(tf.getBackend()),
+      weights: weights.text,
+      peakRssBytes: peakRss(),
     };
     if (json) {
       log(JSON.stringify({ answer, prompt: text.length > 2000 ? undefined : text, newTokenIds: result.newTokens[0], frameIndices: inputs.frameIndices, seed: result.seed, ...summary }));
@@ -161,7 +172,8 @@ export async function generateCommand(argv: string[], log: (line: string) => voi
       process.stdout.write('\n');
       process.stderr.write(
         `load ${(loadMs / 1000).toFixed(2)} s · vision ${summary.visionMs} ms · prefill ${summary.promptTokens} tok at ${summary.prefillTokensPerSec.toFixed(1)} tok/s · ` +
-          `decode ${summary.newTokens} tok at ${summary.decodeTokensPerSec.toFixed(1)} tok/s · ${backend} (matmul: ${summary.matmul}) · ${summary.finishReason}\n`,
+          `decode ${summary.newTokens} tok at ${summary.decodeTokensPerSec.toFixed(1)} tok/s · ${backend} (matmul: ${summary.matmul}) · ` +
+          `weights ${weights.text} · ${summary.finishReason}\n`,
       );
     }
   } finally {
@@ -175,4 +187,23 @@ export async function generateCommand(argv: string[], log: (line: string) => voi
 function matmulPath(backend: string): string {
   const status = nativeMatmulStatus();
   return status.enabled && status.calls.native > 0 ? `native BLAS (${status.threads} threads)` : backend;
+}
+
+/** "13.5 GiB bfloat16 outside the heap (amx, 2 threads) + 0.1 GiB float32" */
+function describeWeights(model: VideoLlavaForConditionalGeneration): { text: string; stored: number } {
+  const m = weightMemoryOf(model);
+  const parts = Object.entries(m.storedByFormat).map(([format, bytes]) => `${gib(bytes)} ${format}`);
+  const kernels = parts.length > 0 ? ` outside the heap (${addonDescription() ?? 'no native kernels'})` : '';
+  return { text: [...(parts.length ? [parts.join(' + ') + kernels] : []), `${gib(m.heapBytes)} float32`].join(' + '), stored: m.storedBytes };
+}
+
+/** The process's peak resident memory (VmHWM on Linux, else the current RSS). */
+function peakRss(): number {
+  try {
+    const match = /^VmHWM:\s+(\d+) kB/m.exec(fs.readFileSync('/proc/self/status', 'utf8'));
+    if (match) return Number(match[1]) * 1024;
+  } catch {
+    // not Linux
+  }
+  return process.memoryUsage().rss;
 }

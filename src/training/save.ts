@@ -33,8 +33,11 @@ const SAFETENSORS_DTYPE: Record<SaveDType, DType> = { float32: 'F32', float16: '
 const BYTES: Record<SaveDType, number> = { float32: 4, float16: 2, bfloat16: 2 };
 
 export interface SavePretrainedOptions {
-  /** Stored dtype (default float32); config.json's "dtype" is set to it. */
-  dtype?: SaveDType;
+  /**
+   * Stored dtype; config.json's "dtype" is set to it. Default 'auto': the format the model's large weights are kept
+   * in (a bfloat16 checkpoint loaded as stored saves back byte-identical), float32 when they are float32 tensors.
+   */
+  dtype?: SaveDType | 'auto';
   /**
    * Largest shard, in bytes or as "5GB" / "500MB" / "100KB" (powers of 10, as huggingface_hub parses them).
    * Default "50GB", transformers 5.24's. Half-precision shards are encoded in memory one at a time.
@@ -64,7 +67,7 @@ export function parseSize(size: number | string): number {
 }
 
 /** huggingface_hub's split: tensors in order, a new shard when the next one would overflow, an oversize tensor alone. */
-function planShards(entries: Array<{ key: string; bytes: number }>, maxBytes: number): string[][] {
+export function planShards(entries: Array<{ key: string; bytes: number }>, maxBytes: number): string[][] {
   const shards: string[][] = [];
   let current: string[] = [];
   let size = 0;
@@ -124,9 +127,31 @@ async function removeStaleWeights(dir: string, keep: Set<string>): Promise<void>
   }
 }
 
+/** Whether two parameters hold the same values (a tied head shares its stored table outright). */
+function sameValues(a: Parameter, b: Parameter): boolean {
+  if (a.stored || b.stored) {
+    if (a.stored === b.stored) return true;
+    return tf.tidy(() => tf.all(tf.equal(a.checkpointValue(), b.checkpointValue())).dataSync()[0] === 1);
+  }
+  return tf.tidy(() => tf.all(tf.equal(a.value, b.value)).dataSync()[0] === 1);
+}
+
+/** 'auto' → the one format of the model's stored weights, else float32. */
+function resolveSaveDType(model: Module, dtype: SaveDType | 'auto'): SaveDType {
+  if (dtype !== 'auto') return dtype;
+  const formats = new Set(model.namedParameters().flatMap(([, p]) => (p.stored ? [p.stored.format] : [])));
+  const [only] = formats;
+  return formats.size === 1 && (only === 'bfloat16' || only === 'float16') ? only : 'float32';
+}
+
 async function writeShard(file: string, params: Array<[string, Parameter]>, dtype: SaveDType): Promise<void> {
-  // Values in checkpoint layout (Linear keeps Wᵀ in memory), read to the host one parameter at a time.
+  // Values in checkpoint layout (Linear keeps Wᵀ in memory), read to the host one parameter at a time; a weight
+  // kept in the target format is written as its own bytes.
   const entries: TensorEntry[] = params.map(([key, p]) => {
+    if (p.stored?.format === dtype) {
+      const [own] = p.stored.storedTensors();
+      return { name: key, dtype: own.dtype, shape: own.shape, data: own.data };
+    }
     const t = p.checkpointValue();
     const data = t.dataSync() as Float32Array;
     t.dispose();
@@ -145,11 +170,12 @@ export async function savePretrained(model: VideoLlavaForConditionalGeneration, 
   if (loraConfigOf(model)) {
     throw new WeightsError('the model has an unmerged LoRA adapter: call mergeLora(model) first, or saveLoraAdapter(model, dir) to save the adapter alone');
   }
-  const dtype = options.dtype ?? 'float32';
-  if (!(dtype in SAFETENSORS_DTYPE)) throw new ConfigError('dtype', `expected float32, float16 or bfloat16, found ${JSON.stringify(dtype)}`);
+  const asked = options.dtype ?? 'auto';
+  if (asked !== 'auto' && !(asked in SAFETENSORS_DTYPE)) throw new ConfigError('dtype', `expected auto, float32, float16 or bfloat16, found ${JSON.stringify(asked)}`);
+  const dtype = resolveSaveDType(model, asked);
   const maxBytes = parseSize(options.maxShardSize ?? '50GB');
   const tied = tiedHead(model.config);
-  if (tied && !tf.tidy(() => tf.all(tf.equal(model.lm_head.weight.value, model.model.language_model.embed_tokens.weight.value)).dataSync()[0])) {
+  if (tied && !sameValues(model.lm_head.weight, model.model.language_model.embed_tokens.weight)) {
     throw new WeightsError('tie_word_embeddings is set but lm_head.weight differs from embed_tokens.weight (trained apart): set tie_word_embeddings to false in the config to save both');
   }
   const params = model.namedParameters().filter(([p]) => !(tied && p === 'lm_head.weight'));

@@ -21,6 +21,7 @@ import { TorchCheckpoint } from '../../weights/torch_checkpoint';
 import { Json } from '../config_fields';
 import { ClipVisionModel } from '../clip/modeling';
 import { VideoLlavaConfig } from './config';
+import { checkWeightsFit } from './memory';
 import type { LoadOptions } from './loading';
 import { VideoLlavaForConditionalGeneration } from './modeling';
 import { isOriginalConfig, originalConfig, parseTowerConfig } from './original_config';
@@ -203,15 +204,15 @@ export async function loadLanguageBindTower(idOrDir: string, options: LoadOption
   }
 }
 
-/** The wasm heap cap of loading.ts (4 GiB memory, float32 weights): refuse up front rather than corrupt memory. */
-const WASM_WEIGHT_LIMIT_BYTES = 3.5 * 1024 ** 3;
-
+/** Every weight is widened to float32 here: refuse up front what cannot fit (./memory.ts, as loading.ts does). */
 function checkHeapFits(params: Iterable<Parameter>, dir: string): void {
-  if (tf.getBackend() !== 'wasm') return;
-  let bytes = 0;
-  for (const p of params) bytes += p.size * 4;
-  if (bytes > WASM_WEIGHT_LIMIT_BYTES) {
-    throw new WeightsError(`${dir}: the model needs ${(bytes / 1024 ** 3).toFixed(1)} GiB of float32 weights but the wasm heap holds 4 GiB; use --backend cpu or tensorflow`);
+  let heapBytes = 0;
+  for (const p of params) heapBytes += p.size * 4;
+  try {
+    checkWeightsFit({ heapBytes, storedBytes: 0 }, dir);
+  } catch (e) {
+    const hint = 'original-layout checkpoints are read as float32 here; `video-llava convert --dtype bfloat16` (on a machine with the memory) gives a folder whose 16-bit weights stay 16-bit';
+    throw e instanceof WeightsError ? new WeightsError(`${e.message} (${hint})`) : e;
   }
 }
 
