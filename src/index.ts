@@ -39,3 +39,12 @@ export { enableNativeMatmul, disableNativeMatmul, nativeMatmulStatus, nativeMatm
 export type { NativeMatmulOptions, NativeMatmulStatus } from './native';
 export { parseBitsAndBytesConfig, quantize4bit, dequantize4bit, dequantize4bitRows, quantizeInt8, dequantizeInt8, fourBitFromTensors, fourBitToTensors, int8FromTensors, int8ToTensors } from './quantization';
 export type { BitsAndBytesConfig, FourBitState, FourBitType, Int8State } from './quantization';
+export { ClipVisionModel } from './models/clip/modeling';
+export { loadOriginalVideoLlava, loadLanguageBindTower, expandOriginalIds, ORIGINAL_IMAGE_TOKEN_INDEX } from './models/video_llava/original';
+export type { OriginalLoadOptions, ExpandedIds } from './models/video_llava/original';
+export { convertCheckpoint } from './models/video_llava/convert';
+export type { ConvertOptions, ConvertResult } from './models/video_llava/convert';
+export { TorchCheckpoint, TorchCheckpointFile } from './weights/torch_checkpoint';
+export { originalFrameIndices, languageBindTransform, preprocessLanguageBindVideos } from './processing/languagebind';
+export type { HorizontalFlipOptions } from './processing/languagebind';
+export { originalProcessor } from './processing/original_processor';

@@ -117,6 +117,7 @@ function configJson(config: VideoLlavaConfig): Json {
     pad_token_id: config.pad_token_id,
     text_config: { model_type: 'llama', ...text, rms_norm_eps: new PyFloat(rms_norm_eps), rope_parameters: { rope_type, ...floats(ropeFloats, ['original_max_position_embeddings']) } },
     vision_config: { model_type: 'clip_vision_model', ...vision, layer_norm_eps: new PyFloat(layer_norm_eps) },
+    ...(config.video_temporal_attention ? { video_temporal_attention: config.video_temporal_attention } : {}),
   };
 }
 
