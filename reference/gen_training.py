@@ -16,6 +16,10 @@ Writes, deterministically, under test/fixtures/training/:
                                weights after every step
   peft_adapter/                the LoRA adapter of (b), saved by peft 0.21.2 (adapter_config.json,
                                adapter_model.safetensors)
+  tester_bf16/                 the tester's weights rounded to bfloat16 and saved by save_pretrained (a 16-bit base)
+  grads_lora_bf16.safetensors  (d) the adapter of (b) on that bfloat16 base, loaded in float32 (widening is exact, so
+                               these are the gradients of a float32-compute run on the 16-bit weights): every
+                               lora_A/lora_B gradient and the loss on A
 
 Then it checks, read only, what the TypeScript tests wrote when run with REGENERATE_TS_OUTPUTS=1 (if present):
   ts_saved_adapter/  loaded by PeftModel.from_pretrained onto the tester: logits must equal the adapter's logits
@@ -248,6 +252,34 @@ def write_grads_lora(a: dict) -> None:
     )
 
 
+TESTER_BF16_DIR = OUT / "tester_bf16"
+
+
+def write_grads_lora_bf16(a: dict) -> None:
+    base = load().to(torch.bfloat16)
+    shutil.rmtree(TESTER_BF16_DIR, ignore_errors=True)
+    base.save_pretrained(TESTER_BF16_DIR)
+    for f in TESTER_BF16_DIR.iterdir():
+        f.chmod(0o644)
+    widened, info = VideoLlavaForConditionalGeneration.from_pretrained(
+        TESTER_BF16_DIR, dtype=torch.float32, attn_implementation="eager", output_loading_info=True
+    )
+    check_loading_info(TESTER_BF16_DIR, info)
+    model = PeftModel.from_pretrained(widened.eval(), ADAPTER_DIR, is_trainable=True).eval()
+    out = model(**model_inputs(a))
+    out.loss.backward()
+    grads, none = grads_of(model, "base_model.model.")
+    assert not none and len(grads) == 8, (list(grads), none)
+    save_case(
+        OUT / "grads_lora_bf16.safetensors",
+        grads | {"loss": out.loss.detach().reshape(1)},
+        {
+            "case": "(d) the PEFT adapter of (b) on tester_bf16/ (the tester rounded to bfloat16) loaded in float32; "
+            "model(**A, labels).loss.backward()",
+        },
+    )
+
+
 def write_grads_full(a: dict) -> None:
     model = load()
     model.requires_grad_(True)
@@ -379,6 +411,7 @@ def main() -> None:
     write_batch(a, b)
     write_grads_projector(a)
     write_grads_lora(a)
+    write_grads_lora_bf16(a)
     write_grads_full(a)
     write_adamw(a, b)
     check_ts_adapter(a)

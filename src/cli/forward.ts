@@ -8,7 +8,7 @@ import { InputError } from '../errors';
 import { VideoLlavaForConditionalGeneration, disposeOutput } from '../models/video_llava/modeling';
 import { SafetensorsFile, TensorEntry, writeSafetensors } from '../weights/safetensors';
 import { GenerateResult, generate, loadGenerationConfig } from '../generation/generate';
-import { SAMPLING_OPTIONS, intOption, parse, required, samplingOptions } from './args';
+import { SAMPLING_OPTIONS, WEIGHT_HELP, WEIGHT_OPTIONS, intOption, parse, required, samplingOptions, weightOptions } from './args';
 
 export const FORWARD_HELP = `video-llava forward --model DIR --inputs IN.safetensors --out OUT.safetensors [options]
 
@@ -30,6 +30,7 @@ Options:
   --hidden-states       also write decoder.hidden_states.<k>, image_features, video_features,
                         image_tower.hidden_states.<k> and video_tower.hidden_states.<k>
   --backend NAME        wasm (default), cpu or tensorflow
+${WEIGHT_HELP}
 `;
 
 const OPTIONS = {
@@ -40,6 +41,7 @@ const OPTIONS = {
   generate: { type: 'string' },
   'ignore-eos': { type: 'boolean' },
   ...SAMPLING_OPTIONS,
+  ...WEIGHT_OPTIONS,
   backend: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
@@ -60,7 +62,7 @@ export async function forwardCommand(argv: string[], log: (line: string) => void
   const owned: tf.Tensor[] = [];
   try {
     if (!inputs.tensors.has('input_ids')) throw new InputError(inputsPath, 'has no tensor named "input_ids"');
-    const model = await VideoLlavaForConditionalGeneration.fromPretrained(modelDir);
+    const model = await VideoLlavaForConditionalGeneration.fromPretrained(modelDir, weightOptions(args));
     const inputIds = (await inputs.readTensor('input_ids')) as tf.Tensor2D;
     const attentionMask = await readOptional<tf.Tensor2D>(inputs, 'attention_mask');
     const positionIds = await readOptional<tf.Tensor2D>(inputs, 'position_ids');

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 /** The `video-llava` command. User mistakes print one line and exit 1; only internal bugs show a stack. */
 import { VideoLlavaError } from '../errors';
+import { CONVERT_HELP, convertCommand } from './convert';
 import { EVAL_HELP, evalCommand } from './eval';
 import { FORWARD_HELP, forwardCommand } from './forward';
 import { GENERATE_HELP, generateCommand } from './generate';
@@ -14,6 +15,7 @@ Usage:
   video-llava generate --model DIR [--video F]... [--image F]... --prompt TEXT [--max-new-tokens N]
   video-llava forward --model DIR --inputs IN.safetensors --out OUT.safetensors [--hidden-states]
   video-llava parity [--fixtures DIR] [--model NAME]
+  video-llava convert --model SRC --out DIR [--to hf|original]
   video-llava eval --model DIR --manifest IN.jsonl --output OUT.jsonl [--queue redis://HOST:PORT]
   video-llava worker --queue redis://HOST:PORT --model DIR
   video-llava <command> --help
@@ -23,6 +25,7 @@ Commands:
   forward      run one forward pass on tensors from a safetensors file, write logits (parity with Python)
   preprocess   run the processor on files and write input_ids / pixel values (parity with Python)
   parity       per-stage max differences from Python on the reference fixtures
+  convert      between the original Video-LLaVA/LanguageBind checkpoints and the Hugging Face layout
   eval         answer a manifest of questions (resumable; scores and a summary table), locally or on a queue
   worker       run eval items from a Redis queue (BullMQ) with a model loaded once
 
@@ -36,6 +39,7 @@ const COMMANDS: Record<string, { run: Command; help: string }> = {
   forward: { run: forwardCommand, help: FORWARD_HELP },
   parity: { run: parityCommand, help: PARITY_HELP },
   preprocess: { run: preprocessCommand, help: PREPROCESS_HELP },
+  convert: { run: convertCommand, help: CONVERT_HELP },
   eval: { run: evalCommand, help: EVAL_HELP },
   worker: { run: workerCommand, help: WORKER_HELP },
 };

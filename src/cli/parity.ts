@@ -11,13 +11,16 @@ import { setBackend } from '../backend';
 import { InputError } from '../errors';
 import { VideoLlavaForConditionalGeneration, VideoLlavaForwardOutput, disposeOutput } from '../models/video_llava/modeling';
 import { SafetensorsFile } from '../weights/safetensors';
-import { parse } from './args';
+import { FormatOptions } from '../models/video_llava/weight_formats';
+import { WEIGHT_HELP, WEIGHT_OPTIONS, parse, weightOptions } from './args';
 
 export const PARITY_HELP = `video-llava parity [--fixtures DIR] [--model NAME]... [--json]
 
 Prints, for every fixture model and case under DIR (default test/fixtures: models/<name>/ and
 cases/<name>/<case>.safetensors from reference/gen_models.py), the max absolute and relative
 difference from Python at each stage. --json prints the rows as JSON instead of a table.
+
+${WEIGHT_HELP}
 `;
 
 export interface ParityRow {
@@ -54,13 +57,13 @@ function stages(out: VideoLlavaForwardOutput): Array<[string, tf.Tensor | null |
   return list;
 }
 
-export async function parityReport(fixtures: string, models?: string[]): Promise<ParityRow[]> {
+export async function parityReport(fixtures: string, models?: string[], formats: FormatOptions = {}): Promise<ParityRow[]> {
   const casesRoot = path.join(fixtures, 'cases');
   if (!fs.existsSync(casesRoot)) throw new InputError('--fixtures', `${casesRoot} does not exist`);
   const names = models ?? fs.readdirSync(casesRoot).filter((m) => fs.existsSync(path.join(fixtures, 'models', m, 'config.json'))).sort();
   const rows: ParityRow[] = [];
   for (const name of names) {
-    const model = await VideoLlavaForConditionalGeneration.fromPretrained(path.join(fixtures, 'models', name));
+    const model = await VideoLlavaForConditionalGeneration.fromPretrained(path.join(fixtures, 'models', name), formats);
     const caseFiles = fs.readdirSync(path.join(casesRoot, name)).filter((f) => f.endsWith('.safetensors')).sort();
     for (const file of caseFiles) {
       const c = await SafetensorsFile.open(path.join(casesRoot, name, file));
@@ -101,6 +104,7 @@ const OPTIONS = {
   model: { type: 'string', multiple: true },
   json: { type: 'boolean' },
   backend: { type: 'string' },
+  ...WEIGHT_OPTIONS,
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -108,7 +112,7 @@ export async function parityCommand(argv: string[], log: (line: string) => void)
   const args = parse(argv, OPTIONS);
   if (args.help) return log(PARITY_HELP);
   await setBackend(args.backend as string | undefined);
-  const rows = await parityReport((args.fixtures as string | undefined) ?? path.join('test', 'fixtures'), args.model as string[] | undefined);
+  const rows = await parityReport((args.fixtures as string | undefined) ?? path.join('test', 'fixtures'), args.model as string[] | undefined, weightOptions(args));
   if (args.json) return log(JSON.stringify(rows, null, 1));
   log(formatTable(rows));
   const worst = rows.filter((r) => r.stage === 'logits').reduce((m, r) => Math.max(m, r.maxAbs), 0);

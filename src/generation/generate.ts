@@ -30,6 +30,7 @@ import { ConfigError, InputError } from '../errors';
 import { Module } from '../layers/module';
 import { FieldReader, Json } from '../models/config_fields';
 import { IntMatrix, VideoLlavaForConditionalGeneration, disposeOutput, toRows } from '../models/video_llava/modeling';
+import { planPromptMemory } from '../models/video_llava/memory';
 import { BlockKVCache, DEFAULT_BLOCK_SIZE, KVCache } from './cache';
 import { Rng, SelectionSettings, randomSeed, selectToken } from './sampling';
 import { StopStringMatcher, TextStreamer, TokenDecoder } from './streamer';
@@ -137,7 +138,8 @@ export interface GenerateOptions extends GenerationConfig {
   cacheBlockSize?: number;
   /**
    * Run the prompt through the decoder in chunks of this many positions (same tokens; the activations of
-   * one chunk at a time: what lets a long video prompt fit the 4 GiB wasm heap next to a big model).
+   * one chunk at a time: what lets a long video prompt fit the 4 GiB wasm heap next to a big model). Default:
+   * the whole prompt at once where it fits, else chunks chosen to fit (src/models/video_llava/memory.ts).
    */
   prefillChunkSize?: number;
   /** Return the raw logits that chose each token (result.logits). */
@@ -496,7 +498,10 @@ class Run {
  * Throws InputError (naming the option) on bad options, before any forward.
  */
 export async function generate(model: Model, inputs: GenerateInputs, options: GenerateOptions = {}): Promise<GenerateResult> {
-  const run = new Run(model, resolvePlan(model, inputs, options), inputs, options);
+  const plan = resolvePlan(model, inputs, options);
+  const L = plan.ids[0].length;
+  const memory = planPromptMemory(model.config.text_config, plan.ids.length, L, L + plan.maxNewTokens, options.prefillChunkSize);
+  const run = new Run(model, plan, inputs, { ...options, prefillChunkSize: memory.prefillChunkSize });
   try {
     for (let step = 0; step < run.maxNewTokens; step++) {
       if (options.signal?.aborted) return run.result(true);

@@ -5,6 +5,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { WeightsError } from '../errors';
+import { StoredWeight } from '../weights/stored';
 
 /**
  * How a parameter is stored when the compute layout differs from the checkpoint layout (e.g. Linear keeps
@@ -29,25 +30,61 @@ export const TRANSPOSED_2D: ParameterLayout = {
 
 /**
  * A weight of known shape. It starts empty ("meta") so a model can be built from its config without
- * allocating memory, and is filled once by the loader; it then owns one tf.Variable.
+ * allocating memory, and is filled once by the loader; it then owns either one tf.Variable (float32, in the
+ * tensor heap) or, for a `packable` weight loaded in a 16-bit or quantized format, one StoredWeight outside the
+ * heap (src/weights/stored.ts). Layers multiply with either through src/native/stored_matmul.ts.
  */
 export class Parameter {
   private variable: tf.Variable | null = null;
+  private storedWeight: StoredWeight | null = null;
 
   constructor(
     readonly shape: readonly number[], // checkpoint layout
     private trainableFlag = true,
     readonly layout: ParameterLayout | null = null,
+    /** A large 2-D weight (Linear, token embedding) that may stay in its stored format outside the heap. */
+    readonly packable = false,
   ) {}
 
   get loaded(): boolean {
-    return this.variable !== null;
+    return this.variable !== null || this.storedWeight !== null;
   }
 
   /** The tensor in storage layout (see ParameterLayout); throws when the loader has not filled it. */
   get value(): tf.Variable {
-    if (this.variable === null) throw new WeightsError('parameter used before it was loaded');
+    if (this.variable === null) {
+      if (this.storedWeight) {
+        throw new WeightsError(
+          `this weight is kept as ${this.storedWeight.format} outside the tensor heap and has no float32 tensor; ` +
+            "read it with checkpointValue(), or load the model with dtype: 'float32'",
+        );
+      }
+      throw new WeightsError('parameter used before it was loaded');
+    }
     return this.variable;
+  }
+
+  /** The weight in its stored format when it is kept outside the heap; null for a float32 tensor. */
+  get stored(): StoredWeight | null {
+    return this.storedWeight;
+  }
+
+  /**
+   * Takes ownership of a stored-format weight (checkpoint layout [rows, cols]), replacing any previous value. A
+   * stored weight is frozen: its gradient would need a float32 copy (train adapters on it, or load float32).
+   */
+  setStored(w: StoredWeight, name = 'parameter'): void {
+    if (!this.packable) {
+      w.dispose();
+      throw new WeightsError(`${name}: only large 2-D weights (Linear, token embeddings) can stay outside the tensor heap`, name);
+    }
+    if (!shapesEqual(w.shape, this.shape)) {
+      w.dispose();
+      throw new WeightsError(`${name}: expected shape [${this.shape.join(', ')}], found [${w.shape.join(', ')}]`, name);
+    }
+    this.dispose();
+    this.storedWeight = w;
+    this.trainableFlag = false;
   }
 
   get storageShape(): number[] {
@@ -59,6 +96,12 @@ export class Parameter {
   }
 
   set trainable(flag: boolean) {
+    if (flag && this.storedWeight) {
+      throw new WeightsError(
+        `a weight kept as ${this.storedWeight.format} outside the tensor heap cannot be trained; ` +
+          "train LoRA adapters on it, or load the model with dtype: 'float32'",
+      );
+    }
     this.trainableFlag = flag;
     if (this.variable) this.variable.trainable = flag;
   }
@@ -81,6 +124,10 @@ export class Parameter {
       return this.layout ? this.layout.toStorage(f32) : f32;
     });
     if (value !== t) t.dispose();
+    if (this.storedWeight) {
+      this.storedWeight.dispose();
+      this.storedWeight = null;
+    }
     if (this.variable === null) {
       this.variable = tf.variable(value, this.trainableFlag);
     } else {
@@ -89,8 +136,10 @@ export class Parameter {
     value.dispose();
   }
 
-  /** The value in checkpoint layout, as a new tensor the caller owns. */
+  /** The value in checkpoint layout, as a new float32 tensor the caller owns (a stored weight is widened). */
   checkpointValue(): tf.Tensor {
+    const w = this.storedWeight;
+    if (w) return tf.tensor(w.widenRows(0, w.rows), [...this.shape]);
     return this.toCheckpointLayout(this.value);
   }
 
@@ -112,6 +161,8 @@ export class Parameter {
   dispose(): void {
     this.variable?.dispose();
     this.variable = null;
+    this.storedWeight?.dispose();
+    this.storedWeight = null;
   }
 }
 
@@ -156,8 +207,8 @@ export abstract class Module<Args extends unknown[] = any[], Out = any> {
     return module;
   }
 
-  protected addParameter(name: string, shape: readonly number[], layout: ParameterLayout | null = null): Parameter {
-    const p = new Parameter(shape, true, layout);
+  protected addParameter(name: string, shape: readonly number[], layout: ParameterLayout | null = null, packable = false): Parameter {
+    const p = new Parameter(shape, true, layout, packable);
     this.params.set(name, p);
     return p;
   }

@@ -15,6 +15,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as vm from 'vm';
 import { InputError } from '../errors';
+import { FORMAT_CODES, addonNotice, nativeAddon } from './addon';
 
 /** CBLAS_TRANSPOSE values (cblas.h). */
 export const NO_TRANS = 111;
@@ -65,6 +66,8 @@ export interface NativeBlas {
 export type BlasLoad = { ok: true; blas: NativeBlas } | { ok: false; reason: string };
 
 export const NBLAS_MODULE = 'nblas';
+/** The package's own addon (src/native/addon.ts) as the BLAS: its float32 GEMM, on the kernels this CPU has. */
+export const ADDON_MODULE = 'video-llava-addon';
 export const THREADS_ENV = 'VIDEO_LLAVA_BLAS_THREADS';
 
 /**
@@ -97,6 +100,7 @@ const loads = new Map<string, BlasLoad>();
  * throws for a missing or broken library: the reason comes back instead.
  */
 export function loadBlas(moduleId: string = NBLAS_MODULE, threads?: number): BlasLoad {
+  if (moduleId === ADDON_MODULE) return loadAddonBlas(threads); // its thread count can change at any time
   const cached = loads.get(moduleId);
   if (cached) return cached;
   const result = load(moduleId, threads);
@@ -104,7 +108,25 @@ export function loadBlas(moduleId: string = NBLAS_MODULE, threads?: number): Bla
   return result;
 }
 
+/** The addon's gemm with cblas_sgemm's row-major contract (alpha must be 1: the only value the kernels use). */
+function loadAddonBlas(threads: number | undefined): BlasLoad {
+  const addon = nativeAddon();
+  if (!addon) return { ok: false, reason: addonNotice() ?? 'the video-llava addon is not loaded' };
+  if (threads !== undefined) addon.setThreads(threads);
+  const f32 = FORMAT_CODES.float32;
+  const sgemm: Sgemm = (transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc) => {
+    if (alpha !== 1) throw new InputError('alpha', `the addon's sgemm computes alpha = 1 only, found ${alpha}`);
+    addon.gemm(m, n, k, a, lda, transA === TRANS, f32, b, ldb, transB === TRANS, c, ldc, beta, 0);
+  };
+  const check = selfCheck(sgemm);
+  if (check) return { ok: false, reason: `${ADDON_MODULE}: ${check}` };
+  const f = addon.features();
+  // sgemv: the addon's GEMM already takes single rows on its memory-bound kernels.
+  return { ok: true, blas: { sgemm, sgemv: null, library: `${ADDON_MODULE} (${f.isa})`, threads: f.threads } };
+}
+
 function load(moduleId: string, threads: number | undefined): BlasLoad {
+  if (moduleId === ADDON_MODULE) return loadAddonBlas(threads);
   const env = realEnv();
   const fresh = !mappedLibraries().some((p) => p.endsWith('nblas.node'));
   if (threads !== undefined && fresh) env.OPENBLAS_NUM_THREADS = String(threads);

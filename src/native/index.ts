@@ -14,7 +14,8 @@
 import * as tf from '@tensorflow/tfjs';
 import type { BackendName } from '../backend';
 import { InputError } from '../errors';
-import { NBLAS_MODULE, loadBlas, resolveBlasThreads } from './blas';
+import { ADDON_MODULE, NBLAS_MODULE, loadBlas, resolveBlasThreads } from './blas';
+import { nativeAddon } from './addon';
 import { KernelSettings, NATIVE_BACKENDS, NativeBackendName, installNativeKernels, nativeKernelsActive, restoreStockKernels } from './kernels';
 
 export { THREADS_ENV } from './blas';
@@ -31,7 +32,10 @@ export const DEFAULT_MIN_MACS = 512;
 export interface NativeMatmulOptions {
   /** OpenBLAS threads (positive integer). Default VIDEO_LLAVA_BLAS_THREADS, else OpenBLAS decides. */
   threads?: number;
-  /** The module to load instead of `nblas` (a package name or path), e.g. to test the fallback. */
+  /**
+   * The BLAS: 'video-llava-addon' (this package's addon: its AVX-512 GEMM), 'nblas' (OpenBLAS), or a module path,
+   * e.g. to test the fallback. Default VIDEO_LLAVA_BLAS, else the addon where it has AVX-512 kernels, else nblas.
+   */
   library?: string;
   /** GEMMs of fewer multiply-adds than this per sgemm call use the stock kernel. Default DEFAULT_MIN_MACS. */
   minMacs?: number;
@@ -69,7 +73,7 @@ let settings: KernelSettings | null = null;
 export function enableNativeMatmul(options: NativeMatmulOptions = {}): NativeMatmulStatus {
   const minMacs = resolveMinMacs(options.minMacs);
   const threads = resolveBlasThreads(options.threads);
-  const library = options.library ?? NBLAS_MODULE;
+  const library = options.library ?? defaultLibrary();
   const load = loadBlas(library, threads);
   if (!load.ok) {
     restoreAll();
@@ -130,6 +134,22 @@ export function nativeMatmulWanted(option?: boolean): boolean {
 export function configureNativeMatmul(option?: boolean): NativeMatmulStatus {
   if (nativeMatmulWanted(option)) return enableNativeMatmul({ minMacs: settings?.minMacs });
   return disableNativeMatmul(option === false ? 'option native: false' : `${NATIVE_ENV}=${process.env[NATIVE_ENV]}`);
+}
+
+export const BLAS_ENV = 'VIDEO_LLAVA_BLAS';
+
+/**
+ * The addon's own GEMM where it runs AVX-512 kernels (twice OpenBLAS's forced-Haswell kernels on this project's
+ * machines: benchmarks/RESULTS.md), else OpenBLAS through nblas. VIDEO_LLAVA_BLAS=openblas|addon overrides.
+ */
+function defaultLibrary(): string {
+  const env = process.env[BLAS_ENV]?.trim().toLowerCase();
+  if (env === 'openblas' || env === 'nblas') return NBLAS_MODULE;
+  if (env === 'addon') return ADDON_MODULE;
+  if (env) throw new InputError(BLAS_ENV, `expected "addon" or "openblas", found "${process.env[BLAS_ENV]}"`);
+  const addon = nativeAddon();
+  const isa = addon?.features().isa;
+  return isa === 'avx512' || isa === 'amx' ? ADDON_MODULE : NBLAS_MODULE;
 }
 
 function resolveMinMacs(option: number | undefined): number {

@@ -38,7 +38,7 @@ export interface KernelSettings {
 
 // ---- where each backend keeps float32 data -------------------------------------------------------
 
-interface Memory {
+export interface Memory {
   /** Whether the tensor's elements can be viewed as one Float32Array. */
   readable(t: TensorInfo): boolean;
   /** A new float32 output of this shape, in the backend's own storage. */
@@ -83,6 +83,11 @@ const MEMORY: Record<NativeBackendName, (backend: unknown) => Memory> = {
   wasm: (b) => wasmMemory(b as WasmBackend),
   cpu: (b) => cpuMemory(b as CpuBackend),
 };
+
+/** In-place access to a wasm or cpu backend's float32 tensors (also used by src/native/stored_matmul.ts). */
+export function backendMemory(backendName: NativeBackendName, backend: unknown): Memory {
+  return MEMORY[backendName](backend);
+}
 
 function sizeOf(shape: readonly number[]): number {
   let n = 1;

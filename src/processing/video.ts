@@ -37,6 +37,8 @@ export interface ReadVideoOptions {
   numFrames?: number;
   /** Explicit frame numbers (0-based, in decode order) instead of uniform sampling. */
   indices?: readonly number[];
+  /** Frame numbers as a function of the decoded frame count (another sampling rule, e.g. the original's linspace). */
+  sampler?: (totalFrames: number) => readonly number[];
   /** Limit for the whole call, all ffmpeg runs together (default 120 000 ms). */
   timeoutMs?: number;
   signal?: AbortSignal;
@@ -286,7 +288,7 @@ export async function readVideoFrames(file: string, options: ReadVideoOptions = 
   const { count: totalFrames, stderr: log } = await countFrames(ffmpeg, file, input, clock.remaining(file), options.signal);
   if (totalFrames === 0) throw new MediaError(file, 'the video stream has no decodable frames (0 frames)');
 
-  const sampledIndices = explicit ?? sampleFrameIndices(totalFrames, numFrames);
+  const sampledIndices = explicit ?? (options.sampler ? checkIndices(options.sampler(totalFrames)) : sampleFrameIndices(totalFrames, numFrames));
   const wanted = [...new Set(sampledIndices)].filter((i) => i < totalFrames).sort((a, b) => a - b);
   if (wanted.length === 0) {
     throw new InputError('indices', `every index is past the last frame (the video has ${totalFrames} frames, 0..${totalFrames - 1})`);

@@ -12,7 +12,8 @@ import * as tf from '@tensorflow/tfjs';
 import { ConfigError, SafetensorsError, WeightsError } from '../errors';
 import { Json } from '../models/config_fields';
 import { VideoLlavaConfig } from '../models/video_llava/config';
-import { rawConfigOf } from '../models/video_llava/loading';
+import { quantizationOf, rawConfigOf } from '../models/video_llava/loading';
+import { bitsAndBytesConfigToJson } from '../quantization/config';
 import { VideoLlavaForConditionalGeneration } from '../models/video_llava/modeling';
 import { Module, Parameter } from '../layers/module';
 import { INDEX_FILE, SINGLE_FILE } from '../weights/checkpoint';
@@ -33,8 +34,11 @@ const SAFETENSORS_DTYPE: Record<SaveDType, DType> = { float32: 'F32', float16: '
 const BYTES: Record<SaveDType, number> = { float32: 4, float16: 2, bfloat16: 2 };
 
 export interface SavePretrainedOptions {
-  /** Stored dtype (default float32); config.json's "dtype" is set to it. */
-  dtype?: SaveDType;
+  /**
+   * Stored dtype; config.json's "dtype" is set to it. Default 'auto': the format the model's large weights are kept
+   * in (a bfloat16 checkpoint loaded as stored saves back byte-identical), float32 when they are float32 tensors.
+   */
+  dtype?: SaveDType | 'auto';
   /**
    * Largest shard, in bytes or as "5GB" / "500MB" / "100KB" (powers of 10, as huggingface_hub parses them).
    * Default "50GB", transformers 5.24's. Half-precision shards are encoded in memory one at a time.
@@ -64,7 +68,7 @@ export function parseSize(size: number | string): number {
 }
 
 /** huggingface_hub's split: tensors in order, a new shard when the next one would overflow, an oversize tensor alone. */
-function planShards(entries: Array<{ key: string; bytes: number }>, maxBytes: number): string[][] {
+export function planShards(entries: Array<{ key: string; bytes: number }>, maxBytes: number): string[][] {
   const shards: string[][] = [];
   let current: string[] = [];
   let size = 0;
@@ -113,6 +117,7 @@ function configJson(config: VideoLlavaConfig): Json {
     pad_token_id: config.pad_token_id,
     text_config: { model_type: 'llama', ...text, rms_norm_eps: new PyFloat(rms_norm_eps), rope_parameters: { rope_type, ...floats(ropeFloats, ['original_max_position_embeddings']) } },
     vision_config: { model_type: 'clip_vision_model', ...vision, layer_norm_eps: new PyFloat(layer_norm_eps) },
+    ...(config.video_temporal_attention ? { video_temporal_attention: config.video_temporal_attention } : {}),
   };
 }
 
@@ -123,13 +128,38 @@ async function removeStaleWeights(dir: string, keep: Set<string>): Promise<void>
   }
 }
 
+/** Whether two parameters hold the same values (a tied head shares its stored table outright). */
+function sameValues(a: Parameter, b: Parameter): boolean {
+  if (a.stored || b.stored) {
+    if (a.stored === b.stored) return true;
+    return tf.tidy(() => tf.all(tf.equal(a.checkpointValue(), b.checkpointValue())).dataSync()[0] === 1);
+  }
+  return tf.tidy(() => tf.all(tf.equal(a.value, b.value)).dataSync()[0] === 1);
+}
+
+const HALF_FORMATS = new Set(['bfloat16', 'float16']);
+
+/** 'auto' → the one format of the model's stored weights, else float32. */
+function resolveSaveDType(model: Module, dtype: SaveDType | 'auto'): SaveDType {
+  if (dtype !== 'auto') return dtype;
+  const formats = new Set(model.namedParameters().flatMap(([, p]) => (p.stored && HALF_FORMATS.has(p.stored.format) ? [p.stored.format] : [])));
+  const [only] = formats;
+  return formats.size === 1 && (only === 'bfloat16' || only === 'float16') ? only : 'float32';
+}
+
 async function writeShard(file: string, params: Array<[string, Parameter]>, dtype: SaveDType): Promise<void> {
-  // Values in checkpoint layout (Linear keeps Wᵀ in memory), read to the host one parameter at a time.
-  const entries: TensorEntry[] = params.map(([key, p]) => {
+  // Values in checkpoint layout (Linear keeps Wᵀ in memory), read to the host one parameter at a time; a weight
+  // kept in the target format is written as its own bytes.
+  const entries: TensorEntry[] = params.flatMap(([key, p]): TensorEntry[] => {
+    // A weight kept in the target format, or quantized (saved as bitsandbytes saves it), is written as its own tensors.
+    if (p.stored && (p.stored.format === dtype || !HALF_FORMATS.has(p.stored.format))) {
+      const module = key.slice(0, key.length - 'weight'.length);
+      return p.stored.storedTensors().map((t) => ({ name: module + t.name, dtype: t.dtype, shape: t.shape, data: t.data }));
+    }
     const t = p.checkpointValue();
     const data = t.dataSync() as Float32Array;
     t.dispose();
-    return { name: key, dtype: dtype === 'float32' ? 'F32' : SAFETENSORS_DTYPE[dtype], shape: [...p.shape], data };
+    return [{ name: key, dtype: dtype === 'float32' ? 'F32' : SAFETENSORS_DTYPE[dtype], shape: [...p.shape], data }];
   });
   await writeSafetensors(file, entries, SAFETENSORS_METADATA);
 }
@@ -144,11 +174,12 @@ export async function savePretrained(model: VideoLlavaForConditionalGeneration, 
   if (loraConfigOf(model)) {
     throw new WeightsError('the model has an unmerged LoRA adapter: call mergeLora(model) first, or saveLoraAdapter(model, dir) to save the adapter alone');
   }
-  const dtype = options.dtype ?? 'float32';
-  if (!(dtype in SAFETENSORS_DTYPE)) throw new ConfigError('dtype', `expected float32, float16 or bfloat16, found ${JSON.stringify(dtype)}`);
+  const asked = options.dtype ?? 'auto';
+  if (asked !== 'auto' && !(asked in SAFETENSORS_DTYPE)) throw new ConfigError('dtype', `expected auto, float32, float16 or bfloat16, found ${JSON.stringify(asked)}`);
+  const dtype = resolveSaveDType(model, asked);
   const maxBytes = parseSize(options.maxShardSize ?? '50GB');
   const tied = tiedHead(model.config);
-  if (tied && !tf.tidy(() => tf.all(tf.equal(model.lm_head.weight.value, model.model.language_model.embed_tokens.weight.value)).dataSync()[0])) {
+  if (tied && !sameValues(model.lm_head.weight, model.model.language_model.embed_tokens.weight)) {
     throw new WeightsError('tie_word_embeddings is set but lm_head.weight differs from embed_tokens.weight (trained apart): set tie_word_embeddings to false in the config to save both');
   }
   const params = model.namedParameters().filter(([p]) => !(tied && p === 'lm_head.weight'));
@@ -177,6 +208,8 @@ export async function savePretrained(model: VideoLlavaForConditionalGeneration, 
   const config = (raw === undefined ? configJson(model.config) : parseLossless(raw)) as Json; // literals kept: 1.0 stays a float
   config.dtype = dtype;
   if ('torch_dtype' in config) config.torch_dtype = dtype;
+  const quantization = quantizationOf(model);
+  if (quantization && !('quantization_config' in config)) config.quantization_config = bitsAndBytesConfigToJson(quantization);
   await fsp.writeFile(path.join(dir, 'config.json'), toPythonJson(config) + '\n');
   files.push('config.json');
   return { files, weightMap };

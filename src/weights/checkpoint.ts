@@ -160,6 +160,11 @@ export class Checkpoint {
     return this.fileOf(name).readBytes(name);
   }
 
+  /** See SafetensorsFile.viewBytes: the bytes, mapped without a copy where possible. */
+  viewBytes(name: string): ReturnType<SafetensorsFile['viewBytes']> {
+    return this.fileOf(name).viewBytes(name);
+  }
+
   readFloat32(name: string): Promise<Float32Array> {
     return this.fileOf(name).readFloat32(name);
   }

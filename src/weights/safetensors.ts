@@ -17,6 +17,8 @@ import type { FileHandle } from 'fs/promises';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
 import { SafetensorsError } from '../errors';
+import { nativeAddon } from '../native/addon';
+import { Backing } from './stored';
 import {
   DType,
   DTYPES,
@@ -264,6 +266,29 @@ export class SafetensorsFile {
     return readExact(this.handle, info.byteOffset, info.byteLength, { file: this.path, tensor: name });
   }
 
+  /**
+   * One tensor's bytes without a copy where the native addon can map the file (each tensor its own mapping, released
+   * by `backing.drop()` when its last user is done). Elsewhere the bytes are read into fresh memory and `backing` is
+   * null.
+   */
+  async viewBytes(name: string): Promise<{ bytes: Uint8Array; backing: Backing | null }> {
+    const info = this.info(name);
+    const addon = nativeAddon();
+    if (addon && this.handle && info.byteLength > 0) {
+      let buffer: ArrayBuffer | null = null;
+      try {
+        buffer = addon.mapFile(this.path, info.byteOffset, info.byteLength);
+      } catch {
+        // unmappable (a special file, an exotic file system): read it instead
+      }
+      if (buffer) {
+        const mapped = buffer;
+        return { bytes: new Uint8Array(mapped), backing: new Backing(() => addon.unmap(mapped)) };
+      }
+    }
+    return { bytes: await this.readBytes(name), backing: null };
+  }
+
   /** A float tensor widened to float32 (F64 rounded to nearest). Integer tensors are refused. */
   async readFloat32(name: string): Promise<Float32Array> {
     const { dtype } = this.info(name);
@@ -283,7 +308,7 @@ export class SafetensorsFile {
     return tf.tensor(await this.readInt32(name), [...shape], 'int32');
   }
 
-  /** Closes the file handle. Safe to call twice. */
+  /** Closes the file handle (mapped views still held stay valid). Safe to call twice. */
   async close(): Promise<void> {
     const handle = this.handle;
     this.handle = null;
@@ -454,6 +479,42 @@ export async function writeSafetensors(
   metadata?: Record<string, string>,
 ): Promise<void> {
   const pending = sortForWriting(Array.isArray(tensors) ? fromEntries(file, tensors) : fromTfTensors(file, tensors));
+  checkNames(file, pending);
+  const header = buildHeader(file, pending, metadata);
+  const prefix = new Uint8Array(8);
+  new DataView(prefix.buffer).setBigUint64(0, BigInt(header.byteLength), true);
+  await writeAtomically(file, async (handle) => {
+    await writeAll(handle, prefix);
+    await writeAll(handle, header);
+    for (const t of pending) await writeAll(handle, await t.bytes());
+  });
+}
+
+/** One tensor whose bytes are produced when the writer reaches it (dtype layout, little-endian). */
+export interface LazyTensorEntry {
+  name: string;
+  dtype: DType;
+  shape: number[];
+  bytes: () => Promise<Uint8Array>;
+}
+
+/**
+ * writeSafetensors for tensors too large to hold together (a multi-GB shard): the same bytes on disk, each
+ * tensor's data produced and written in turn, so memory holds one tensor at a time.
+ */
+export async function writeSafetensorsLazy(file: string, tensors: LazyTensorEntry[], metadata?: Record<string, string>): Promise<void> {
+  const pending = sortForWriting(
+    tensors.map(({ name, dtype, shape, bytes }) => {
+      if (!isDType(dtype)) throw new SafetensorsError(file, `unknown dtype ${describe(dtype)}`, name);
+      const byteLength = byteLengthOf(file, name, dtype, shape);
+      const checked = async (): Promise<Uint8Array> => {
+        const b = await bytes();
+        if (b.byteLength !== byteLength) throw new SafetensorsError(file, `data has ${b.byteLength} bytes but shape [${shape}] of ${dtype} needs ${byteLength}`, name);
+        return b;
+      };
+      return { name, dtype, shape: [...shape], byteLength, bytes: checked };
+    }),
+  );
   checkNames(file, pending);
   const header = buildHeader(file, pending, metadata);
   const prefix = new Uint8Array(8);

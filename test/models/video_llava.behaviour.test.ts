@@ -4,6 +4,7 @@ import * as os from 'os';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
 import { ConfigError, InputError, WeightsError } from '../../src/errors';
+import { checkWeightsFit, planPromptMemory } from '../../src/models/video_llava/memory';
 import { VideoLlavaForConditionalGeneration, disposeOutput } from '../../src/models/video_llava/modeling';
 import { SafetensorsFile, TensorEntry, writeSafetensors } from '../../src/weights/safetensors';
 import { diff, modelDir, openCase } from '../helpers/fixtures';
@@ -175,8 +176,49 @@ describe('wasm memory guard', () => {
     const backend = tf.getBackend();
     const err = await VideoLlavaForConditionalGeneration.fromPretrained(dir).catch((e) => e);
     expect(err).toBeInstanceOf(WeightsError);
-    if (backend === 'wasm') expect(err.message).toMatch(/needs 2[5-9]\.\d GiB of float32 weights but the wasm backend's memory is capped at 4 GiB/);
-    else expect(err.message).toMatch(/lacks 270 weights/); // no cap off wasm: fails on the tiny checkpoint instead
+    if (backend === 'wasm') expect(err.message).toMatch(/needs 2[5-9]\.\d GiB of float32 weights in the wasm backend's memory, which is capped at 4 GiB/);
+    // Off wasm the machine's memory decides: refused with the numbers where 27 GiB do not fit, else the tiny
+    // checkpoint lacks the weights.
+    else expect(err.message).toMatch(/needs 2[5-9]\.\d GiB of float32 tensors .* but this machine has \d+\.\d GiB available|lacks 270 weights/);
+  });
+
+  test('every backend: weights that exceed the available memory are refused with the numbers', () => {
+    const GiB = 1024 ** 3;
+    // 27.4 GiB of float32 (the 7B widened) on a machine with 22 GiB available
+    expect(() => checkWeightsFit({ heapBytes: 27.4 * GiB, storedBytes: 0 }, 'm', 22 * GiB, 'cpu')).toThrow(
+      /needs 27\.4 GiB of float32 tensors \+ 1\.0 GiB of working room = 28\.4 GiB on the cpu backend, but this machine has 22\.0 GiB available; load with dtype 'auto'/,
+    );
+    // the same model kept as bfloat16: 13.7 GiB stored + small float32 tensors fits, also on wasm
+    for (const backend of ['cpu', 'wasm', 'tensorflow']) {
+      expect(() => checkWeightsFit({ heapBytes: 0.01 * GiB, storedBytes: 13.7 * GiB }, 'm', 22 * GiB, backend)).not.toThrow();
+    }
+    expect(() => checkWeightsFit({ heapBytes: 0.01 * GiB, storedBytes: 13.7 * GiB }, 'm', 12 * GiB, 'wasm')).toThrow(/13\.7 GiB of weights kept as stored .* 12\.0 GiB available/);
+    expect(() => checkWeightsFit({ heapBytes: 3.6 * GiB, storedBytes: 0 }, 'm', 22 * GiB, 'wasm')).toThrow(/capped at 4 GiB/);
+  });
+});
+
+describe('generation memory, planned before the first forward', () => {
+  const GiB = 1024 ** 3;
+  const llama7b = { num_hidden_layers: 32, num_key_value_heads: 32, head_dim: 128, hidden_size: 4096, intermediate_size: 11008 };
+
+  test('the 8-frame video prompt of the 7B fits the wasm heap: KV cache 2.2 GB, the prompt in one pass or in chunks', () => {
+    // 2074 prompt positions + 60 new: 2134 × 32 layers × 2 × 4096 × 4 bytes
+    const light = planPromptMemory(llama7b, 1, 2074, 2134, undefined, { heapUsed: 0.1 * GiB });
+    expect(light.kvBytes).toBe(2134 * 32 * 2 * 4096 * 4);
+    expect(light.prefillChunkSize).toBeUndefined(); // 0.8 GB of activations fit beside it
+    const crowded = planPromptMemory(llama7b, 1, 2074, 2134, undefined, { heapUsed: 1.0 * GiB });
+    expect(crowded.prefillChunkSize! % 64).toBe(0);
+    expect(crowded.prefillChunkSize).toBeLessThan(2074);
+    expect(crowded.kvBytes + crowded.activationBytes).toBeLessThan((4 - 1.0 - 0.25) * GiB); // inside the heap's room
+    // the caller's chunk is kept
+    expect(planPromptMemory(llama7b, 1, 2074, 2134, 256, { heapUsed: 0.1 * GiB }).prefillChunkSize).toBe(256);
+  });
+
+  test('a KV cache that cannot fit is refused with the numbers, on wasm and off it', () => {
+    expect(() => planPromptMemory(llama7b, 4, 2074, 4096, undefined, { heapUsed: 0.1 * GiB })).toThrow(
+      /KV cache 16\.0 GiB for 4096 positions × 4 rows .* the wasm backend's 4 GiB memory has 3\.6 GiB left/,
+    );
+    expect(() => planPromptMemory(llama7b, 4, 2074, 4096, undefined, { heapUsed: null, available: 6 * GiB })).toThrow(/needs .* GiB but this machine has 6\.0 GiB available/);
   });
 });
 

@@ -17,7 +17,22 @@ const TOL = {
   logits: 1e-4, // the target for float32 logits (seen ≤ 2.3e-5)
 };
 
-const MODELS = ['tester', 'faithful', 'faithful-fp16', 'faithful-bf16', 'full-multilayer', 'rope-linear', 'rope-dynamic', 'rope-llama3'];
+// The 16-bit fixtures load as stored (large weights bfloat16 / float16 outside the heap, the default) and, as a
+// second entry, widened to float32 tensors (dtype 'float32'): widening is exact, so both are held to the same
+// tolerances.
+const MODELS: Array<[string, 'auto' | 'float32']> = [
+  ['tester', 'auto'],
+  ['faithful', 'auto'],
+  ['faithful-fp16', 'auto'],
+  ['faithful-bf16', 'auto'],
+  ['faithful-fp16', 'float32'],
+  ['faithful-bf16', 'float32'],
+  ['full-multilayer', 'auto'],
+  ['rope-linear', 'auto'],
+  ['rope-dynamic', 'auto'],
+  ['rope-llama3', 'auto'],
+];
+const STORED: Record<string, string> = { 'faithful-fp16': 'float16', 'faithful-bf16': 'bfloat16' };
 
 async function runCase(model: VideoLlavaForConditionalGeneration, f: CaseFile): Promise<VideoLlavaForwardOutput> {
   const img = f.has('pixel_values_images') ? ((await f.tensor('pixel_values_images')) as tf.Tensor4D) : undefined;
@@ -37,10 +52,18 @@ async function runCase(model: VideoLlavaForConditionalGeneration, f: CaseFile): 
   }
 }
 
-describe.each(MODELS)('model %s', (name) => {
+describe.each(MODELS)('model %s (dtype %s)', (name, dtype) => {
   let model: VideoLlavaForConditionalGeneration;
   beforeAll(async () => {
-    model = await VideoLlavaForConditionalGeneration.fromPretrained(modelDir(name));
+    model = await VideoLlavaForConditionalGeneration.fromPretrained(modelDir(name), { dtype });
+  });
+
+  test('large weights are kept in the format the dtype option asks for', () => {
+    const stored = dtype === 'auto' ? STORED[name] : undefined;
+    for (const [path, p] of model.namedParameters()) {
+      const large = path.endsWith('proj.weight') || /linear_\d\.weight|fc\d\.weight|embed_tokens|lm_head/.test(path);
+      expect([path, p.stored?.format]).toEqual([path, large ? stored : undefined]);
+    }
   });
   afterAll(() => model?.dispose());
 

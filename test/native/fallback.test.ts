@@ -153,6 +153,7 @@ describe('OpenBLAS threads', () => {
     for (const [from, to] of [
       ['src/native/blas.ts', 'native/blas.js'],
       ['src/errors.ts', 'errors.js'],
+      ['src/native/addon.ts', 'native/addon.js'],
     ]) {
       const source = fs.readFileSync(path.join(__dirname, '../..', from), 'utf8');
       const js = ts.transpileModule(source, { compilerOptions: { module: ts.ModuleKind.CommonJS, target: ts.ScriptTarget.ES2022 } }).outputText;
@@ -175,9 +176,9 @@ describe('OpenBLAS threads', () => {
   });
 
   test('a different thread count after loading is reported, not silently ignored', () => {
-    const loaded = enableNativeMatmul();
+    const loaded = enableNativeMatmul({ library: 'nblas' });
     const asked = (loaded.threads as number) + 1;
-    const status = enableNativeMatmul({ threads: asked });
+    const status = enableNativeMatmul({ threads: asked, library: 'nblas' });
     expect(status.enabled).toBe(true);
     expect(status.threads).toBe(loaded.threads);
     expect(status.reason).toContain(`${asked} threads asked for, but OpenBLAS was loaded earlier with ${loaded.threads}`);

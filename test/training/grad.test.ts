@@ -13,7 +13,8 @@ import { InputError } from '../../src/errors';
 import { NamedGrads, disposeGrads, valueAndGrads } from '../../src/training/grad';
 import { loadLoraAdapter } from '../../src/training/save';
 import { freeze, unfreeze } from '../../src/training/params';
-import { Batch, GradDiff, PEFT_ADAPTER, TESTER, batchLoss, compare, loadBatch, openTraining, readAll, scalar, worst } from './training_fixtures';
+import * as path from 'path';
+import { Batch, GradDiff, PEFT_ADAPTER, TESTER, TRAINING, batchLoss, compare, loadBatch, openTraining, readAll, scalar, worst } from './training_fixtures';
 
 let batch: Batch;
 beforeAll(async () => {
@@ -75,6 +76,27 @@ describe('gradients match torch loss.backward()', () => {
     expect(diffs).toHaveLength(8);
     expect(lossDiff).toBeLessThan(1e-5); // loss ≈ 6: a few float32 ulps
     for (const d of diffs) expect(d.abs).toBeLessThan(1e-5); // gradients O(0.1–1)
+  });
+
+  test('(d) the same LoRA on a bfloat16 base kept as stored (frozen 16-bit Linears pass dy·W on the native kernels)', async () => {
+    const base = await VideoLlavaForConditionalGeneration.fromPretrained(path.join(TRAINING, 'tester_bf16'));
+    try {
+      const stored = base.namedParameters().filter(([, p]) => p.stored);
+      expect(stored.length).toBeGreaterThan(20);
+      expect(stored.every(([, p]) => p.stored!.format === 'bfloat16' && !p.trainable)).toBe(true);
+      await loadLoraAdapter(base, PEFT_ADAPTER, { trainable: true });
+      const { loss, grads } = valueAndGrads(base, () => batchLoss(base, batch));
+      const { diffs, lossDiff } = await checkAgainst('grads_lora_bf16', grads, loss);
+      tf.dispose(loss);
+      disposeGrads(grads);
+      const w = worst(diffs);
+      console.log(`(d) LoRA on bf16: ${diffs.length} grads, max abs diff ${w.abs.toExponential(2)} (${w.name}, scale ${w.scale.toFixed(3)}), loss diff ${lossDiff.toExponential(2)}`);
+      expect(diffs).toHaveLength(8);
+      expect(lossDiff).toBeLessThan(1e-5); // same tolerances as (b): widening bf16 is exact, so float32 on both sides
+      for (const d of diffs) expect(d.abs).toBeLessThan(1e-5);
+    } finally {
+      base.dispose();
+    }
   });
 
   test('(c) every parameter, incl. embeddings, patch embedding, norms, class embedding', async () => {

@@ -33,10 +33,15 @@ test.each([
   ['faithful', 'float32'],
   ['faithful-bf16', 'bfloat16'],
   ['faithful-fp16', 'float16'],
+  // default dtype 'auto': 16-bit weights kept as stored save back in their own format
+  ['faithful-bf16', 'auto'],
+  ['faithful-fp16', 'auto'],
+  ['tester', 'auto'],
 ] as const)('%s saved as %s is byte-identical to Python save_pretrained\'s model.safetensors', async (name, dtype) => {
   const model = await VideoLlavaForConditionalGeneration.fromPretrained(modelDir(name));
+  if (name.endsWith('16')) expect(model.lm_head.weight.stored?.format).toBe(name.endsWith('bf16') ? 'bfloat16' : 'float16');
   const out = path.join(tmp, `${name}-${dtype}`);
-  const result = await savePretrained(model, out, { dtype });
+  const result = await savePretrained(model, out, dtype === 'auto' ? {} : { dtype });
   model.dispose();
   expect(result.files.sort()).toEqual(['config.json', 'model.safetensors']);
   const [ours, theirs] = await Promise.all([fsp.readFile(path.join(out, 'model.safetensors')), fsp.readFile(path.join(modelDir(name), 'model.safetensors'))]);

@@ -113,7 +113,7 @@ export class LlamaModel extends Module<[DecoderInput], DecoderOutput> {
   constructor(readonly config: LlamaConfig) {
     super();
     const D = config.hidden_size;
-    this.embed_tokens = this.addModule('embed_tokens', new Embedding(config.vocab_size, D));
+    this.embed_tokens = this.addModule('embed_tokens', new Embedding(config.vocab_size, D, { large: true }));
     const layers = Array.from({ length: config.num_hidden_layers }, (_, i) => new LlamaDecoderLayer(config, i));
     this.layers = this.addModule('layers', new ModuleList(layers));
     this.norm = this.addModule('norm', new RMSNorm(D, config.rms_norm_eps));

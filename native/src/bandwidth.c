@@ -1,0 +1,56 @@
+/*
+ * Read bandwidth of main memory as the kernels see it: all pool threads summing disjoint parts of a buffer much
+ * larger than the caches. The benchmarks divide a format's weight bytes per token by it (the decode bound).
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include "vl.h"
+
+typedef struct {
+  const uint64_t *data;
+  int64_t words, per_task;
+  uint64_t sums[256];
+} read_job;
+
+static void read_task(void *ctx, int64_t t) {
+  read_job *j = ctx;
+  int64_t a = t * j->per_task, b = a + j->per_task < j->words ? a + j->per_task : j->words;
+  uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+  for (int64_t i = a; i + 4 <= b; i += 4) {
+    s0 ^= j->data[i];
+    s1 ^= j->data[i + 1];
+    s2 ^= j->data[i + 2];
+    s3 ^= j->data[i + 3];
+  }
+  j->sums[t & 255] ^= s0 ^ s1 ^ s2 ^ s3;
+}
+
+static double seconds(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* Best of `repeats` passes over `bytes`, in bytes per second; 0 when the buffer cannot be allocated. */
+double vl_read_bandwidth(int64_t bytes, int repeats) {
+  int64_t words = bytes / 8;
+  uint64_t *data = aligned_alloc(64, (size_t)((words * 8 + 63) / 64 * 64));
+  if (!data) return 0;
+  for (int64_t i = 0; i < words; i++) data[i] = (uint64_t)i * 0x9E3779B97F4A7C15ull;
+  read_job j;
+  memset(&j, 0, sizeof j);
+  j.data = data;
+  j.words = words;
+  int64_t tasks = vl_threads();
+  j.per_task = (words + tasks - 1) / tasks;
+  double best = 0;
+  for (int r = 0; r < repeats; r++) {
+    double t0 = seconds();
+    vl_parallel(tasks, read_task, &j);
+    double rate = (double)words * 8 / (seconds() - t0);
+    if (rate > best) best = rate;
+  }
+  free(data);
+  return best;
+}
