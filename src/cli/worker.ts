@@ -16,7 +16,8 @@ manifest must be readable here (same path on every machine, e.g. a shared file s
   --queue-name NAME       default video-llava-eval (the producer's)
   --model DIR|ID          the model this worker loads once
   --batch-size N          items per generate call (default 4 for small models, 1 at 7B; see eval --help)
-  --concurrency N         jobs held at once: a batch running and the next decoding (default 2 × batch size)
+  --concurrency N         jobs held at once, each up to 8 questions about one video or image (default
+                          2 × batch size)
   --decoders N            videos decoded at once (default 2)
   --lock-ms MS            a job's lock, renewed while it runs (by a thread of its own: a long forward does not
                           stop it); a worker gone this long is taken for dead and its jobs go to another

@@ -2,9 +2,10 @@
  * Evaluation across machines on a BullMQ queue in Redis.
  *
  *   producer  (`video-llava eval --queue redis://…`) puts every manifest item that has no result line yet on
- *             the queue, one job per item (job id = run key + hash of the item id, so adding an item twice is
- *             a no-op), then gathers finished jobs into the output JSONL: append + fsync first, remove the job
- *             from Redis second. A producer killed between the two finds the line on restart and only
+ *             the queue, one job per group of consecutive items about the same media (up to 8: the video is
+ *             decoded once, on one worker, and its questions batch together; job id = run key + hash of the
+ *             items' ids, so adding a group twice is a no-op), then gathers finished jobs into the output
+ *             JSONL: append + fsync first, remove the job from Redis second. A producer killed between the two finds the line on restart and only
  *             removes the job, so every item gets exactly one line. The output file is the state, as in a
  *             local run; a rerun resumes.
  *   worker    (`video-llava worker --queue redis://… --model DIR`) loads its model once and runs jobs through
@@ -41,10 +42,28 @@ export interface QueueConnection {
   name?: string;
 }
 
+/** One job: consecutive items about the same media (decoded once, batched together on one worker). */
 interface JobData {
   runKey: string;
-  item: EvalItem;
+  items: EvalItem[];
   generation: EvalGenerationOptions;
+}
+
+/** Most items in one job: a corpus's questions about one video stay together up to this many. */
+export const MAX_ITEMS_PER_JOB = 8;
+
+/** Consecutive items with the same images and videos, at most MAX_ITEMS_PER_JOB a group. */
+export function mediaGroups(items: readonly EvalItem[]): EvalItem[][] {
+  const groups: EvalItem[][] = [];
+  let key = '';
+  for (const item of items) {
+    const k = JSON.stringify([item.images, item.videos]);
+    const last = groups[groups.length - 1];
+    if (last && k === key && last.length < MAX_ITEMS_PER_JOB) last.push(item);
+    else groups.push([item]);
+    key = k;
+  }
+  return groups;
 }
 
 export interface QueueEvalOptions extends Omit<EvalOptions, 'model' | 'batchSize' | 'concurrency' | 'decoders'> {
@@ -61,8 +80,9 @@ export function runKeyFor(output: string): string {
   return createHash('sha256').update(`${os.hostname()}\0${path.resolve(output)}`).digest('hex').slice(0, 12);
 }
 
-export function jobIdFor(runKey: string, id: string): string {
-  return `${runKey}-${createHash('sha256').update(id).digest('hex').slice(0, 24)}`;
+/** The job id of a group: its items' ids (a job for the same group is added once). */
+export function jobIdFor(runKey: string, ids: readonly string[]): string {
+  return `${runKey}-${createHash('sha256').update(ids.join('\0')).digest('hex').slice(0, 24)}`;
 }
 
 /** The producer: queue the pending items, gather their results into the output file. */
@@ -74,7 +94,7 @@ export async function evaluateOnQueue(options: QueueEvalOptions): Promise<EvalRu
   const redisTimeoutMs = options.redisTimeoutMs ?? 15_000;
   const t0 = Date.now();
   const redis = await connectRedis(options.queue.url, 'producer');
-  const queue = new Queue<JobData, ItemResult>(options.queue.name ?? DEFAULT_QUEUE_NAME, { connection: redis });
+  const queue = new Queue<JobData, ItemResult[]>(options.queue.name ?? DEFAULT_QUEUE_NAME, { connection: redis });
   queue.on('error', () => undefined); // surfaces as failed requests below
   let writer: ResultsWriter | undefined;
   try {
@@ -102,11 +122,12 @@ export async function evaluateOnQueue(options: QueueEvalOptions): Promise<EvalRu
     const gather = async (): Promise<void> => {
       for (const state of ['completed', 'failed'] as const) {
         const jobs = (await call(`listing ${state} jobs`, () => queue.getJobs([state], 0, -1))) ?? [];
-        const mine = jobs.filter((j): j is Job<JobData, ItemResult> => !!j && typeof j.id === 'string' && j.id.startsWith(`${runKey}-`));
+        const mine = jobs.filter((j): j is Job<JobData, ItemResult[]> => !!j && typeof j.id === 'string' && j.id.startsWith(`${runKey}-`));
         const lines: ItemResult[] = [];
         for (const job of mine) {
-          const id = job.data.item.id;
-          if (wanted.has(id) && !results.has(id) && !lines.some((l) => l.id === id)) lines.push(state === 'completed' ? { ...job.returnvalue, attempts: job.attemptsStarted } : lostJob(job));
+          const got = state === 'completed' ? job.returnvalue.map((r) => ({ ...r, attempts: job.attemptsStarted })) : lostJob(job);
+          // an item can be in two jobs (groups re-formed on resume): the first line written wins
+          for (const line of got) if (wanted.has(line.id) && !results.has(line.id) && !lines.some((l) => l.id === line.id)) lines.push(line);
         }
         writer!.append(lines); // durable before the jobs go
         for (const line of lines) {
@@ -128,12 +149,12 @@ export async function evaluateOnQueue(options: QueueEvalOptions): Promise<EvalRu
       foreign: [...results.keys()].filter((id) => !wanted.has(id)).length,
     });
     await gather(); // results an earlier producer of this file left in Redis
-    const pending = items.filter((i) => !results.has(i.id));
-    for (let s = 0; s < pending.length; s += 500) {
-      const chunk = pending.slice(s, s + 500).map((item) => ({
-        name: 'item',
-        data: { runKey, item, generation },
-        opts: { jobId: jobIdFor(runKey, item.id), attempts: options.attempts ?? 2, backoff: { type: 'fixed', delay: 1000 }, removeOnComplete: false, removeOnFail: false },
+    const groups = mediaGroups(items.filter((i) => !results.has(i.id)));
+    for (let s = 0; s < groups.length; s += 500) {
+      const chunk = groups.slice(s, s + 500).map((group) => ({
+        name: 'items',
+        data: { runKey, items: group, generation },
+        opts: { jobId: jobIdFor(runKey, group.map((i) => i.id)), attempts: options.attempts ?? 2, backoff: { type: 'fixed', delay: 1000 }, removeOnComplete: false, removeOnFail: false },
       }));
       const added = await call('adding jobs', () => queue.addBulk(chunk));
       if (!added) s -= 500; // Redis hiccup: try the chunk again (call() throws once it has been down too long)
@@ -151,12 +172,12 @@ export async function evaluateOnQueue(options: QueueEvalOptions): Promise<EvalRu
   }
 }
 
-/** The result line of a job that BullMQ gave up on (worker lost too often, or processing threw every try). */
-function lostJob(job: Job<JobData, ItemResult>): ItemResult {
+/** The result lines of a job that BullMQ gave up on (worker lost too often, or processing threw every try). */
+function lostJob(job: Job<JobData, ItemResult[]>): ItemResult[] {
   const reason = job.failedReason || 'failed without a reason';
   const stalled = /stalled/i.test(reason);
-  const line = failed(job.data.item, Object.assign(new Error(stalled ? `${reason} (the worker running it was lost ${job.stalledCounter} time(s))` : reason), { name: stalled ? 'StalledJobError' : 'WorkerError' }));
-  return { ...line, attempts: job.attemptsStarted };
+  const error = Object.assign(new Error(stalled ? `${reason} (the worker running it was lost ${job.stalledCounter} time(s))` : reason), { name: stalled ? 'StalledJobError' : 'WorkerError' });
+  return job.data.items.map((item) => ({ ...failed(item, error), attempts: job.attemptsStarted }));
 }
 
 export interface WorkerOptions {
@@ -164,7 +185,7 @@ export interface WorkerOptions {
   model: string | LoadedModel;
   /** Items per generate() call (default: defaultBatchSize in runner.ts). */
   batchSize?: number;
-  /** Jobs held at once: a batch running and the next batch decoding (default 2 × batchSize). */
+  /** Jobs (groups of items about one video) held at once (default 2 × batchSize). */
   concurrency?: number;
   decoders?: number;
   /** A job's lock, renewed by the queue thread while the item runs; a worker gone this long is taken for dead (default 60 000 ms). */
@@ -221,15 +242,16 @@ function serve(thread: Thread, runner: ItemRunner, workerName: string, options: 
         if (options.signal?.aborted) stop();
         else options.signal?.addEventListener('abort', stop, { once: true });
       } else if (m.type === 'job') {
-        const { item, generation } = m.data as JobData;
-        const t = Date.now();
-        options.onEvent?.({ kind: 'start', id: item.id });
-        void runner.run(item, generation).then((r) => {
-          const result = { ...r!, worker: workerName }; // no signal given: never null
+        const { items, generation } = m.data as JobData;
+        const run = async (item: EvalItem): Promise<ItemResult> => {
+          const t = Date.now();
+          options.onEvent?.({ kind: 'start', id: item.id });
+          const result = { ...(await runner.run(item, generation))!, worker: workerName }; // no signal given: never null
           processed++;
           options.onEvent?.({ kind: 'done', id: item.id, ms: Date.now() - t, error: result.error?.message });
-          post({ type: 'result', key: m.key, value: result });
-        });
+          return result;
+        };
+        void Promise.all(items.map(run)).then((value) => post({ type: 'result', key: m.key, value }));
       } else if (m.type === 'error') {
         options.onEvent?.({ kind: 'error', message: m.message });
       } else if (m.type === 'fatal') {

@@ -120,7 +120,7 @@ describeWithRedis(__filename)('a queue run over two worker processes', () => {
     // the items A held when it died were answered by B, on a second start
     const byId = new Map(got.map((l) => [l.id, l]));
     for (const job of lost) {
-      expect(byId.get(job.data.item.id)).toMatchObject({ worker: nameOf(b), attempts: 2 });
+      for (const item of job.data.items) expect(byId.get(item.id)).toMatchObject({ worker: nameOf(b), attempts: 2 });
     }
     b.proc.kill('SIGTERM'); // graceful: it finishes what it holds (nothing) and exits 0
     expect(await b.exited).toBe(0);

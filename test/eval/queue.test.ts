@@ -9,7 +9,7 @@ import * as path from 'path';
 import { Job, Queue, QueueEvents, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import { QueueError } from '../../src/errors';
-import { evaluateOnQueue, jobIdFor, runKeyFor, runWorker } from '../../src/eval/queue';
+import { MAX_ITEMS_PER_JOB, evaluateOnQueue, jobIdFor, mediaGroups, runKeyFor, runWorker } from '../../src/eval/queue';
 import { readResults } from '../../src/eval/results';
 import { evaluate, LoadedModel, loadModel } from '../../src/eval/run';
 import { demoExamples, demoManifest } from '../helpers/eval';
@@ -19,6 +19,17 @@ const MODEL = path.join(__dirname, '..', '..', 'assets', 'trained-model');
 const GENERATION = { maxNewTokens: 12 };
 const lines = (file: string) => fs.readFileSync(file, 'utf8').trimEnd().split('\n').map((l) => JSON.parse(l));
 const answers = (file: string) => new Map(lines(file).map((l) => [l.id, l.answer]));
+
+describe('mediaGroups', () => {
+  test('consecutive items about the same media, at most MAX_ITEMS_PER_JOB a group', () => {
+    const item = (id: string, videos: string[], images: string[] = []) => ({ id, line: 0, images, videos, question: 'q' });
+    const items = [item('a', ['v1']), item('b', ['v1']), item('c', ['v2']), item('d', ['v1']), item('e', ['v1'], ['i']), ...Array.from({ length: 10 }, (_, i) => item(`x${i}`, ['v3']))];
+    expect(mediaGroups(items).map((g) => g.map((i) => i.id).join(','))).toEqual([
+      'a,b', 'c', 'd', 'e', ['x0', 'x1', 'x2', 'x3', 'x4', 'x5', 'x6', 'x7'].join(','), 'x8,x9',
+    ]);
+    expect(MAX_ITEMS_PER_JOB).toBe(8);
+  });
+});
 
 describeWithRedis(__filename)('evaluation on a Redis queue (BullMQ)', () => {
   let redis: RedisServer;
@@ -80,7 +91,7 @@ describeWithRedis(__filename)('evaluation on a Redis queue (BullMQ)', () => {
     const parse = (l: { id: string; video?: string; image?: string; question: string; answer: string; type: string }, i: number) => ({
       id: l.id, line: i + 1, images: l.image ? [path.join(dir, l.image)] : [], videos: l.video ? [path.join(dir, l.video)] : [], question: l.question, answer: l.answer, type: l.type,
     });
-    const jobs = [0, 1].map((i) => ({ name: 'item', data: { runKey, item: parse(all[i], i), generation: { maxNewTokens: 12, numFrames: 8 } }, opts: { jobId: jobIdFor(runKey, all[i].id) } }));
+    const jobs = [0, 1].map((i) => ({ name: 'items', data: { runKey, items: [parse(all[i], i)], generation: { maxNewTokens: 12, numFrames: 8 } }, opts: { jobId: jobIdFor(runKey, [all[i].id]) } }));
     const events = new QueueEvents(name, { connection: { url: redis.url } });
     await events.waitUntilReady();
     await queue.addBulk(jobs);
@@ -91,7 +102,7 @@ describeWithRedis(__filename)('evaluation on a Redis queue (BullMQ)', () => {
 
     const result = await evaluateOnQueue({ manifest, output, queue: { url: redis.url, name }, generation: GENERATION, pollMs: 50 });
     const { processed } = await worker.stop();
-    expect(processed).toBe(items); // the two early jobs ran once each, the rest once: nothing twice
+    expect(processed).toBe(items); // the two early jobs ran once each, the producer's jobs the rest: nothing twice
     expect([result.resumed, result.ranNow]).toEqual([1, items - 1]);
     const got = lines(output);
     expect(got.map((l) => l.id).sort()).toEqual(all.map((l) => l.id).sort());
