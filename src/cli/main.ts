@@ -5,6 +5,7 @@ import { FORWARD_HELP, forwardCommand } from './forward';
 import { GENERATE_HELP, generateCommand } from './generate';
 import { PARITY_HELP, parityCommand } from './parity';
 import { PREPROCESS_HELP, preprocessCommand } from './preprocess';
+import { WEB_HELP, webCommand } from './web';
 
 const HELP = `video-llava — Video-LLaVA on TensorFlow.js
 
@@ -12,6 +13,7 @@ Usage:
   video-llava generate --model DIR [--video F]... [--image F]... --prompt TEXT [--max-new-tokens N]
   video-llava forward --model DIR --inputs IN.safetensors --out OUT.safetensors [--hidden-states]
   video-llava parity [--fixtures DIR] [--model NAME]
+  video-llava web [--port N]
   video-llava <command> --help
 
 Commands:
@@ -19,6 +21,7 @@ Commands:
   forward      run one forward pass on tensors from a safetensors file, write logits (parity with Python)
   preprocess   run the processor on files and write input_ids / pixel values (parity with Python)
   parity       per-stage max differences from Python on the reference fixtures
+  web          serve the demo page: the model answering in the browser (wasm, WebGL, WebGPU)
 
 Every command takes --backend wasm|cpu|tensorflow (default wasm, or the VIDEO_LLAVA_BACKEND variable).
 `;
@@ -30,6 +33,7 @@ const COMMANDS: Record<string, { run: Command; help: string }> = {
   forward: { run: forwardCommand, help: FORWARD_HELP },
   parity: { run: parityCommand, help: PARITY_HELP },
   preprocess: { run: preprocessCommand, help: PREPROCESS_HELP },
+  web: { run: webCommand, help: WEB_HELP },
 };
 
 export async function main(argv: string[]): Promise<number> {

@@ -23,14 +23,14 @@
  * normally with `aborted: true` and finishReason 'aborted' for the rows still running (no exception:
  * the tokens made so far and the timings stay available, e.g. for a CLI on Ctrl-C).
  */
-import * as fs from 'fs';
-import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
 import { ConfigError, InputError } from '../errors';
 import { Module } from '../layers/module';
 import { FieldReader, Json } from '../models/config_fields';
 import { IntMatrix, VideoLlavaForConditionalGeneration, disposeOutput, toRows } from '../models/video_llava/modeling';
 import { planPromptMemory } from '../models/video_llava/memory';
+import { platform } from '../platform';
+import { ModelFiles } from '../platform/files';
 import { BlockKVCache, DEFAULT_BLOCK_SIZE, KVCache } from './cache';
 import { Rng, SelectionSettings, randomSeed, selectToken } from './sampling';
 import { StopStringMatcher, TextStreamer, TokenDecoder } from './streamer';
@@ -83,18 +83,19 @@ export function parseGenerationConfig(raw: Json, file?: string): GenerationConfi
 }
 
 /**
- * Loads `<dir>/generation_config.json`. A missing file gives {} (the model's config.json then supplies
+ * Loads `<dir>/generation_config.json` (a local directory, or any model folder: src/platform/files.ts). A missing file gives {} (the model's config.json then supplies
  * eos/pad); an unreadable or malformed one is a ConfigError naming the file and field.
  */
-export async function loadGenerationConfig(dir: string): Promise<GenerationConfig> {
-  const file = path.join(dir, 'generation_config.json');
-  let text: string;
+export async function loadGenerationConfig(dir: string | ModelFiles): Promise<GenerationConfig> {
+  const files = typeof dir === 'string' ? platform.localFiles(dir) : dir;
+  const file = files.where('generation_config.json');
+  let text: string | undefined;
   try {
-    text = await fs.promises.readFile(file, 'utf8');
+    text = files.text('generation_config.json');
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return {};
     throw new ConfigError('generation_config.json', `cannot read ${file}: ${(e as Error).message}`);
   }
+  if (text === undefined) return {};
   let raw: unknown;
   try {
     raw = JSON.parse(text);
@@ -415,7 +416,7 @@ class Rows {
 }
 
 function yieldToEventLoop(): Promise<void> {
-  return new Promise((resolve) => setImmediate(resolve));
+  return platform.yieldToEventLoop();
 }
 
 /** The state of one generate call: the cache, masks and positions, rows, timings. Owns the cache. */

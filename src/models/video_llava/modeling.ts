@@ -145,8 +145,8 @@ export class VideoLlavaForConditionalGeneration extends Module<[VideoLlavaForwar
     this.lm_head = this.addModule('lm_head', new Linear(text.hidden_size, text.vocab_size, false));
   }
 
-  /** Loads config.json and the safetensors weights of a model directory. */
-  static async fromPretrained(dir: string, options: import('./loading').LoadOptions = {}): Promise<VideoLlavaForConditionalGeneration> {
+  /** Loads config.json and the safetensors weights of a model directory, Hub id or URL (src/platform/files.ts). */
+  static async fromPretrained(dir: string | import('../../platform/files').ModelFiles, options: import('./loading').LoadOptions = {}): Promise<VideoLlavaForConditionalGeneration> {
     const { loadVideoLlava } = await import('./loading');
     return loadVideoLlava(dir, options);
   }
