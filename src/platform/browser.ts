@@ -24,8 +24,9 @@ let wasmConfigured = false;
 
 /**
  * Where the .wasm binaries are (default: the folder of this bundle, where the build copies them) and how many
- * threads XNNPACK may use (default: all cores; threads only where the page is cross-origin isolated). Call before
- * setBackend('wasm').
+ * threads XNNPACK may use. Threads run only where the page is cross-origin isolated (COOP/COEP headers, as
+ * `video-llava web` sends); tfjs-backend-wasm starts min(4, cores / 2) workers, which also caps `threads`. Call
+ * before setBackend('wasm').
  */
 export function configureWasm(options: { prefix?: string; threads?: number } = {}): void {
   setWasmPaths(options.prefix ?? new URL('./', import.meta.url).href);

@@ -10,7 +10,8 @@
 import { createFile, DataStream, Endianness, MP4BoxBuffer, type Movie, type Sample, type Track } from 'mp4box';
 import { MediaError } from '../errors';
 import { ReadVideoOptions, VideoFrames, VideoSource, explicitIndices, framesToKeep } from '../processing/frames';
-import { YuvMatrix, yuvToRgb } from '../processing/yuv';
+import { ColourSignal, avcColourSignal } from '../processing/h264';
+import { yuvToRgb } from '../processing/yuv';
 
 function describe(source: VideoSource): string {
   if (typeof source === 'string') return source;
@@ -80,15 +81,19 @@ function demux(bytes: ArrayBuffer, name: string): Demuxed {
   return { track, description: codecDescription(file, track), samples };
 }
 
-function matrixOf(frame: VideoFrame): YuvMatrix {
+/** The frame's own colour space, for codecs whose stream headers are not read here. */
+function signalOf(frame: VideoFrame): Omit<ColourSignal, 'matrixCoefficients'> {
   const m: string | null = frame.colorSpace.matrix;
-  return m === 'bt709' ? 'bt709' : m === 'bt2020-ncl' ? 'bt2020' : 'bt601';
+  return { matrix: m === 'bt709' ? 'bt709' : m === 'bt2020-ncl' ? 'bt2020' : 'bt601', fullRange: frame.colorSpace.fullRange ?? false };
 }
 
 const PLANAR: Record<string, [number, number]> = { I420: [1, 1], I420A: [1, 1], I422: [1, 0], NV12: [1, 1] };
 
-/** One decoded frame as RGB24: swscale's arithmetic on the decoded planes, else through a canvas. */
-async function frameToRgb(frame: VideoFrame): Promise<Uint8Array> {
+/**
+ * One decoded frame as RGB24: swscale's arithmetic on the decoded planes, with the stream's colour signal as ffmpeg
+ * reads it (`signal`; browsers assume BT.709 where an H.264 stream says nothing, ffmpeg BT.601), else through a canvas.
+ */
+async function frameToRgb(frame: VideoFrame, signal: Omit<ColourSignal, 'matrixCoefficients'> | null): Promise<Uint8Array> {
   const { width, height } = frame.visibleRect ?? { width: frame.displayWidth, height: frame.displayHeight };
   const shifts = frame.format ? PLANAR[frame.format] : undefined;
   if (shifts) {
@@ -98,8 +103,8 @@ async function frameToRgb(frame: VideoFrame): Promise<Uint8Array> {
     const nv12 = frame.format === 'NV12';
     return yuvToRgb(
       { width, height, y: plane(0), u: plane(1), v: nv12 ? plane(1) : plane(2), yStride: layout[0].stride, uvStride: layout[1].stride, shiftX: shifts[0], shiftY: shifts[1], interleaved: nv12 },
-      matrixOf(frame),
-      frame.colorSpace.fullRange ?? false,
+      (signal ?? signalOf(frame)).matrix,
+      (signal ?? signalOf(frame)).fullRange,
     );
   }
   const canvas = new OffscreenCanvas(width, height);
@@ -126,6 +131,7 @@ export async function readVideoFramesInPage(source: VideoSource, options: ReadVi
   const support = await VideoDecoder.isConfigSupported(config).catch(() => ({ supported: false }));
   if (!support.supported) throw new MediaError(name, `this browser cannot decode its ${track.codec} video`);
 
+  const signal = description && track.codec.startsWith('avc') ? avcColourSignal(description) : null;
   const keep = new Set(wanted);
   const kept = new Map<number, Promise<{ rgb: Uint8Array; width: number; height: number }>>();
   let decoded = 0;
@@ -135,7 +141,7 @@ export async function readVideoFramesInPage(source: VideoSource, options: ReadVi
       const n = decoded++;
       if (!keep.has(n)) return frame.close();
       const { width, height } = frame.visibleRect ?? { width: frame.displayWidth, height: frame.displayHeight };
-      kept.set(n, frameToRgb(frame).then((rgb) => ({ rgb, width, height })).finally(() => frame.close()));
+      kept.set(n, frameToRgb(frame, signal).then((rgb) => ({ rgb, width, height })).finally(() => frame.close()));
     },
     error: (err) => (failure = err),
   });
