@@ -81,7 +81,17 @@ let previewUrl: string | null = null;
 let busy = false;
 
 const ms = (x: number): string => (x >= 1000 ? `${(x / 1000).toFixed(2)} s` : `${Math.round(x)} ms`);
-const rate = (n: number, t: number): string => (t > 0 ? `${((n / t) * 1000).toFixed(1)} tok/s` : '–');
+const rate = (n: number, t: number): string => (t > 0 ? `${Math.round((n / t) * 1000)} tok/s` : '–');
+
+/** A timing tile: the value, and a detail line under it. */
+function setTiming(el: HTMLElement, value: string, detail = ''): void {
+  el.replaceChildren(value);
+  if (detail) {
+    const small = document.createElement('small');
+    small.textContent = detail;
+    el.append(small);
+  }
+}
 
 function showError(err: unknown): void {
   const message = err instanceof Error ? err.message : String(err);
@@ -130,7 +140,8 @@ async function load(): Promise<Loaded> {
     ui.backend.value = 'wasm';
   }
   const backendDescription = await describeBackend();
-  ui.t.backend.textContent = backendDescription;
+  const [engine, ...details] = backendDescription.split(' (');
+  setTiming(ui.t.backend, engine, details.join(' (').replace(/\)$/, ''));
   ui.status.textContent = `Loading the model on ${backend}…`;
   ui.progress.hidden = false;
   const files = await platform.modelFiles(MODEL_URL);
@@ -143,7 +154,7 @@ async function load(): Promise<Loaded> {
   ]);
   ui.progress.hidden = true;
   const loadMs = performance.now();
-  ui.t.load.textContent = ms(loadMs);
+  setTiming(ui.t.load, ms(loadMs), 'since opening');
   ui.status.textContent = `Ready on ${backend}`;
   return { model, processor, generationConfig, backend, backendDescription, loadMs };
 }
@@ -173,9 +184,9 @@ async function ask(question = ui.question.value): Promise<Answer> {
     const t = result.timings;
     const answer = processor.decode(result.newTokens[0], { skipSpecialTokens: true });
     ui.answer.textContent = answer;
-    ui.t.vision.textContent = ms(t.visionMs);
-    ui.t.prefill.textContent = `${ms(t.prefillMs)} · ${rate(t.prefillTokens, t.prefillMs)}`;
-    ui.t.decode.textContent = rate(t.decodeTokens, t.decodeMs);
+    setTiming(ui.t.vision, ms(t.visionMs), current.kind === 'video' ? `${inputs.frameIndices?.[0]?.length ?? 0} frames` : '1 image');
+    setTiming(ui.t.prefill, ms(t.prefillMs), `${t.prefillTokens} tok · ${rate(t.prefillTokens, t.prefillMs)}`);
+    setTiming(ui.t.decode, ms(t.decodeMs), `${t.decodeTokens} tok · ${rate(t.decodeTokens, t.decodeMs)}`);
     ui.status.textContent = `Answered on ${loaded.backend} in ${ms(t.visionMs + t.prefillMs + t.decodeMs)}`;
     return { answer, tokens: result.newTokens[0], ...t, doneAt: performance.now() };
   } catch (err) {
