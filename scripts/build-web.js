@@ -76,7 +76,11 @@ async function main() {
   console.log(`dist/web: video-llava.js ${(size / 1024 ** 2).toFixed(2)} MiB (${inputs.length} modules, none Node-only), wasm binaries, demo page`);
 }
 
-main().catch((err) => {
-  console.error(err.message ?? err);
-  process.exit(1);
-});
+module.exports = { browserPlatform };
+
+if (require.main === module) {
+  main().catch((err) => {
+    console.error(err.message ?? err);
+    process.exit(1);
+  });
+}

@@ -10,17 +10,22 @@
 import { MediaError } from '../errors';
 import { DecodeOptions, EncodedImage, MAX_INPUT_PIXELS, RawImage, describeImage } from '../processing/image';
 
-async function toBlob(input: EncodedImage, source: string): Promise<Blob> {
-  if (input instanceof Blob) return input;
-  if (input instanceof Uint8Array) return new Blob([input as Uint8Array<ArrayBuffer>]);
+/** A media file by URL (relative to the page), with a MediaError naming `source` when it cannot be had. */
+export async function fetchMedia(url: string, source: string): Promise<Response> {
   let res: Response;
   try {
-    res = await fetch(new URL(input, location.href));
+    res = await fetch(new URL(url, location.href));
   } catch (err) {
     throw new MediaError(source, `cannot be fetched (${(err as Error).message})`);
   }
   if (!res.ok) throw new MediaError(source, res.status === 404 ? 'file not found (HTTP 404)' : `HTTP ${res.status}`);
-  return res.blob();
+  return res;
+}
+
+async function toBlob(input: EncodedImage, source: string): Promise<Blob> {
+  if (input instanceof Blob) return input;
+  if (input instanceof Uint8Array) return new Blob([input as Uint8Array<ArrayBuffer>]);
+  return (await fetchMedia(input, source)).blob();
 }
 
 export async function decodeImageInPage(input: EncodedImage, options: DecodeOptions): Promise<RawImage> {

@@ -11,6 +11,7 @@ import { createFile, DataStream, Endianness, MP4BoxBuffer, type Movie, type Samp
 import { MediaError } from '../errors';
 import { ReadVideoOptions, VideoFrames, VideoSource, explicitIndices, framesToKeep } from '../processing/frames';
 import { ColourSignal, avcColourSignal } from '../processing/h264';
+import { fetchMedia } from './browser_image';
 import { yuvToRgb } from '../processing/yuv';
 
 function describe(source: VideoSource): string {
@@ -20,15 +21,7 @@ function describe(source: VideoSource): string {
 }
 
 async function readBytes(source: VideoSource, name: string): Promise<ArrayBuffer> {
-  if (typeof source !== 'string') return source.arrayBuffer();
-  let res: Response;
-  try {
-    res = await fetch(new URL(source, location.href));
-  } catch (err) {
-    throw new MediaError(name, `cannot be fetched (${(err as Error).message})`);
-  }
-  if (!res.ok) throw new MediaError(name, res.status === 404 ? 'file not found (HTTP 404)' : `HTTP ${res.status}`);
-  return res.arrayBuffer();
+  return typeof source === 'string' ? (await fetchMedia(source, name)).arrayBuffer() : source.arrayBuffer();
 }
 
 interface Demuxed {

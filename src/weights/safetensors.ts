@@ -447,6 +447,19 @@ async function writeAtomically(file: string, write: (append: (bytes: Uint8Array)
   }
 }
 
+/** The 8-byte length, the header, then every tensor's bytes in order, through a temporary file. */
+async function writePending(file: string, pending: PendingTensor[], metadata?: Record<string, string>): Promise<void> {
+  checkNames(file, pending);
+  const header = buildHeader(file, pending, metadata);
+  const prefix = new Uint8Array(8);
+  new DataView(prefix.buffer).setBigUint64(0, BigInt(header.byteLength), true);
+  await writeAtomically(file, async (append) => {
+    await append(prefix);
+    await append(header);
+    for (const t of pending) await append(await t.bytes());
+  });
+}
+
 /**
  * Writes a safetensors file byte-identical to what the Python library writes for the same tensors:
  * tensors ordered by decreasing dtype alignment then name, contiguous offsets, header padded with
@@ -459,15 +472,7 @@ export async function writeSafetensors(
   metadata?: Record<string, string>,
 ): Promise<void> {
   const pending = sortForWriting(Array.isArray(tensors) ? fromEntries(file, tensors) : fromTfTensors(file, tensors));
-  checkNames(file, pending);
-  const header = buildHeader(file, pending, metadata);
-  const prefix = new Uint8Array(8);
-  new DataView(prefix.buffer).setBigUint64(0, BigInt(header.byteLength), true);
-  await writeAtomically(file, async (append) => {
-    await append(prefix);
-    await append(header);
-    for (const t of pending) await append(await t.bytes());
-  });
+  await writePending(file, pending, metadata);
 }
 
 /** One tensor whose bytes are produced when the writer reaches it (dtype layout, little-endian). */
@@ -495,13 +500,5 @@ export async function writeSafetensorsLazy(file: string, tensors: LazyTensorEntr
       return { name, dtype, shape: [...shape], byteLength, bytes: checked };
     }),
   );
-  checkNames(file, pending);
-  const header = buildHeader(file, pending, metadata);
-  const prefix = new Uint8Array(8);
-  new DataView(prefix.buffer).setBigUint64(0, BigInt(header.byteLength), true);
-  await writeAtomically(file, async (append) => {
-    await append(prefix);
-    await append(header);
-    for (const t of pending) await append(await t.bytes());
-  });
+  await writePending(file, pending, metadata);
 }

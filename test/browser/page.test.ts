@@ -99,10 +99,10 @@ suite('the demo page in headless Chromium', () => {
     expect(first!.answer).toBe(DEMO_ANSWER);
     // what the user sees
     expect(await page.$eval('#answer', (e) => e.textContent)).toBe(DEMO_ANSWER);
-    const shown = await page.$$eval('.timings dd', (dds) => dds.map((d) => d.textContent ?? ''));
+    const shown = await page.$$eval('.timings dd', (dds) => dds.map((d) => (d as HTMLElement).innerText));
     expect(shown).toHaveLength(5);
     for (const value of shown) expect(value).not.toBe('–');
-    expect(shown[4]).toMatch(/^wasm \(SIMD, \d+ threads?\)$/);
+    expect(shown[4]).toMatch(/^wasm\s+SIMD, \d+ threads?$/);
     expect(await page.evaluate(() => crossOriginIsolated)).toBe(true);
     // the weights were read by byte ranges
     expect(requests.some((r) => /model\.safetensors 206$/.test(r))).toBe(true);
@@ -141,6 +141,32 @@ suite('the demo page in headless Chromium', () => {
       const diff = maxAbsDiff(floats(inPage.data), node.logits);
       console.log(`page vs Node logits (${Object.values(media)[0]}): ${inPage.shape.join('x')}, max abs diff ${diff.toExponential(2)}`);
       expect(diff).toBeLessThan(1e-5); // the same wasm kernels (XNNPACK) on the same inputs: the issue's bound
+    }
+  });
+
+  test('WebGL and WebGPU (where the browser has an adapter): logits close to wasm, the same answer on WebGPU', async () => {
+    const wasm = await page.evaluate((q) => window.videoLlava.logits(q, { video: 'assets/sample-shapes.mp4' }), QUESTION);
+    for (const backend of ['webgl', 'webgpu']) {
+      const other = await launched.browser.newPage();
+      try {
+        await other.goto(`${server.url}?backend=${backend}&autorun=0`);
+        await other.waitForFunction('window.videoLlava !== undefined');
+        const loaded = await other.evaluate(async () => (await window.videoLlava.ready).backend);
+        if (loaded !== backend) {
+          // the page fell back to wasm and said why
+          expect(await other.$eval('#error', (e) => e.textContent)).toMatch(/^backend "webgpu": this browser exposes no WebGPU adapter/);
+          console.log(`${backend}: not available in this browser (the page said so and ran on wasm)`);
+          continue;
+        }
+        const logits = await other.evaluate((q) => window.videoLlava.logits(q, { video: 'assets/sample-shapes.mp4' }), QUESTION);
+        const diff = maxAbsDiff(floats(logits.data), floats(wasm.data));
+        console.log(`${backend}: logits vs wasm max abs diff ${diff.toExponential(2)}`);
+        expect(diff).toBeLessThan(1e-4); // float32 in shaders: other summation orders and exp/erf approximations
+        // the whole answer where decoding is quick enough for CI (WebGL on SwiftShader decodes ~1 token/s)
+        if (backend === 'webgpu') expect((await other.evaluate(() => window.videoLlava.ask())).answer).toBe(DEMO_ANSWER);
+      } finally {
+        await other.close();
+      }
     }
   });
 
