@@ -21,7 +21,7 @@ import { parseArgs } from 'util';
 import * as tf from '@tensorflow/tfjs';
 import { setBackend } from '../src/backend';
 import { startWebServer } from '../src/cli/web_server';
-import { generate, loadGenerationConfig } from '../src/generation/generate';
+import { GenerateTimings, generate, loadGenerationConfig } from '../src/generation/generate';
 import { VideoLlavaForConditionalGeneration } from '../src/models/video_llava/modeling';
 import { VideoLlavaProcessor, disposeProcessorOutput } from '../src/processing/processor';
 import { buildPrompt } from '../src/processing/prompt';
@@ -85,15 +85,8 @@ async function nodeDemo(): Promise<DemoRow> {
   };
 }
 
-interface PageAnswer {
-  answer: string;
-  visionMs: number;
-  prefillMs: number;
-  prefillTokens: number;
-  decodeMs: number;
-  decodeTokens: number;
-  doneAt: number;
-}
+/** The demo page's answer (examples/web/app.ts). */
+type PageAnswer = GenerateTimings & { answer: string; doneAt: number };
 
 async function pageDemo(chromium: string, url: string, backend: string): Promise<DemoRow> {
   const launched = await launchChromium(chromium);

@@ -32,7 +32,7 @@ export { valueAndGrads, registerTrainingKernels, disposeGrads } from './training
 export { AdamW, clipGradNorm, GradientAccumulator, trainStep } from './training/optimizer';
 export { addLora, mergeLora, unloadLora, loraParameters } from './training/lora';
 export { generate, generateStream, loadGenerationConfig } from './generation/generate';
-export type { GenerateOptions, GenerateResult, GenerateInputs, TokenEvent } from './generation/generate';
+export type { GenerateOptions, GenerateResult, GenerateInputs, GenerateTimings, TokenEvent } from './generation/generate';
 export { BlockKVCache } from './generation/cache';
 export { sampleFrameIndices } from './processing/frames';
 export type { VideoSource, VideoFrames, ReadVideoOptions } from './processing/frames';

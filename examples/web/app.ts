@@ -63,14 +63,9 @@ interface Loaded {
   loadMs: number;
 }
 
-export interface Answer {
+export interface Answer extends lib.GenerateTimings {
   answer: string;
   tokens: number[];
-  visionMs: number;
-  prefillMs: number;
-  prefillTokens: number;
-  decodeMs: number;
-  decodeTokens: number;
   /** Milliseconds since navigation start when the answer was complete. */
   doneAt: number;
 }
