@@ -137,10 +137,10 @@ async function nodeSlice(dir: string, stages: Array<{ key: string; stage: StageS
   try {
     for (const { key, stage } of stages) {
       const prepared = prepareStage(model, stage);
-      runPrepared(prepared, 0);
+      await runPrepared(prepared, 0);
       const times: number[] = [];
       for (let i = 0; i < repeats; i++) {
-        const r = runPrepared(prepared, minMs);
+        const r = await runPrepared(prepared, minMs);
         times.push(r.ms);
         out.probes[key] = r.probe.absSum;
       }
@@ -154,7 +154,7 @@ async function nodeSlice(dir: string, stages: Array<{ key: string; stage: StageS
 }
 
 async function pageSlice(chromium: string, url: string, req: PageBenchRequest, timeoutMs: number): Promise<SliceRow> {
-  const launched = await launchChromium(chromium);
+  const launched = await launchChromium(chromium, timeoutMs + 60_000);
   try {
     const page = await launched.browser.newPage();
     page.setDefaultTimeout(timeoutMs);

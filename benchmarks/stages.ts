@@ -72,14 +72,18 @@ export function prepareStage(m: VideoLlavaForConditionalGeneration, stage: Stage
   }
 }
 
-function probe(y: tf.Tensor): Probe {
-  const data = y.dataSync() as Float32Array;
+function probe(data: Float32Array, shape: number[]): Probe {
   let absSum = 0;
   for (let i = 0; i < data.length; i++) absSum += Math.abs(data[i]);
-  return { absSum, head: Array.from(data.subarray(0, 8)), shape: [...y.shape] };
+  return { absSum, head: Array.from(data.subarray(0, 8)), shape: [...shape] };
 }
 
-export function runPrepared(s: Prepared, minMs: number): RunResult {
+/**
+ * Runs a stage until `minMs` have passed (at least once) and reports the mean. The output is read back inside the
+ * timed span: that is where a GPU backend's work ends (wasm and cpu run kernels synchronously); asynchronously,
+ * because WebGPU in a page cannot read synchronously.
+ */
+export async function runPrepared(s: Prepared, minMs: number): Promise<RunResult> {
   let total = 0;
   let iters = 0;
   let last: Probe | null = null;
@@ -87,10 +91,10 @@ export function runPrepared(s: Prepared, minMs: number): RunResult {
     s.before?.();
     const t0 = performance.now();
     const y = s.run();
-    y.dataSync(); // wasm and cpu run kernels synchronously; this only makes the end of the work explicit
+    const data = (await y.data()) as Float32Array;
     total += performance.now() - t0;
     iters++;
-    if (total >= minMs || iters >= 1000) last = probe(y);
+    if (total >= minMs || iters >= 1000) last = probe(data, y.shape);
     y.dispose();
     s.after?.();
   }

@@ -114,7 +114,7 @@ function prepare(stage: StageSpec): Prepared {
   return prepareStage(needModel(), stage);
 }
 
-function runStage(key: string, minMs: number): RunResult {
+function runStage(key: string, minMs: number): Promise<RunResult> {
   const s = stages.get(key);
   if (!s) throw new Error(`stage ${key} was not prepared`);
   return runPrepared(s, minMs);

@@ -12,7 +12,7 @@ const { startWebServer } = require('../dist/cli/web_server.js');
 const { webMounts } = require('../dist/cli/web.js');
 
 const ROOT = path.join(__dirname, '..');
-const SIZES = { desktop: { width: 1280, height: 760 }, phone: { width: 390, height: 1280, isMobile: true, hasTouch: true } };
+const SIZES = { desktop: { width: 1280, height: 660 }, phone: { width: 390, height: 844, isMobile: true, hasTouch: true } };
 
 async function main() {
   const server = await startWebServer({ mounts: webMounts() });

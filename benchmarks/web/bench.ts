@@ -19,10 +19,10 @@ async function run(req: PageBenchRequest): Promise<PageBenchResult> {
     for (const { key, stage } of req.stages) {
       const prepared = prepareStage(model, stage);
       try {
-        runPrepared(prepared, 0); // warm-up: shader compilation, weight upload, packing
+        await runPrepared(prepared, 0); // warm-up: shader compilation, weight upload, packing
         stages[key] = [];
         for (let i = 0; i < req.repeats; i++) {
-          const r = runPrepared(prepared, req.minMs);
+          const r = await runPrepared(prepared, req.minMs);
           stages[key].push(r.ms);
           probes[key] = r.probe.absSum;
         }

@@ -2,10 +2,11 @@
  * Videos in the page: MP4 / MOV demuxed by mp4box.js, decoded by WebCodecs' VideoDecoder (software), frames kept at
  * the same numbers as Node's ffmpeg reader (src/processing/frames.ts: sampleFrameIndices over the frames the stream
  * decodes to, in presentation order), and each kept frame's decoded planes turned into RGB with swscale's own
- * arithmetic (src/processing/yuv.ts). H.264 decoding is bit-exact by its specification, so 8-bit 4:2:0 and 4:2:2
- * video gives the same RGB bytes as ffmpeg in Node (and PyAV). Frames the decoder hands out in another layout
- * (4:4:4, RGB, GPU frames) are drawn through a canvas instead: close to, not equal to, ffmpeg (README: In the browser).
- * Other containers (WebM, AVI, MKV) are refused with a MediaError.
+ * arithmetic (src/processing/yuv.ts) and, for H.264, the matrix and range the stream's SPS declares, read as ffmpeg
+ * reads them (src/processing/h264.ts). H.264 decoding is bit-exact by its specification, so 8-bit 4:2:0 video gives
+ * the same RGB bytes as ffmpeg in Node (and PyAV). Frames the decoder hands out in another layout (RGB, GPU frames)
+ * are drawn through a canvas instead: close to ffmpeg, not equal. Other containers (WebM, AVI, MKV) are refused with
+ * a MediaError.
  */
 import { createFile, DataStream, Endianness, MP4BoxBuffer, type Movie, type Sample, type Track } from 'mp4box';
 import { MediaError } from '../errors';

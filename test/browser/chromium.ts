@@ -20,12 +20,14 @@ export interface LaunchedBrowser {
   close(): Promise<void>;
 }
 
-export async function launchChromium(executablePath: string): Promise<LaunchedBrowser> {
+/** `protocolTimeoutMs`: how long one call into the page may take (benchmarks: minutes on WebGL / SwiftShader). */
+export async function launchChromium(executablePath: string, protocolTimeoutMs = 180_000): Promise<LaunchedBrowser> {
   const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'video-llava-chromium-'));
   const browser = await puppeteer.launch({
     executablePath,
     headless: true,
     userDataDir: profile,
+    protocolTimeout: protocolTimeoutMs,
     args: [
       // root in a container has no user namespaces for the sandbox
       ...(process.getuid?.() === 0 ? ['--no-sandbox'] : []),
