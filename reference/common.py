@@ -37,7 +37,7 @@ def stable_seed(*parts: str) -> int:
     return h
 
 
-_DTYPES = {np.dtype("<f4"): "F32", np.dtype("<i8"): "I64"}
+_DTYPES = {np.dtype("<f4"): "F32", np.dtype("<i8"): "I64", np.dtype("u1"): "U8", np.dtype("i1"): "I8"}
 
 
 def write_safetensors(path: Path, tensors: dict[str, np.ndarray], metadata: dict[str, str]) -> None:

@@ -21,6 +21,7 @@ MANIFEST = FIXTURES / "manifest.json"
 
 def versions() -> dict[str, str]:
     import av
+    import bitsandbytes
     import numpy
     import PIL
     import safetensors
@@ -35,6 +36,7 @@ def versions() -> dict[str, str]:
         "safetensors": safetensors.__version__,
         "pillow": PIL.__version__,
         "av": av.__version__,
+        "bitsandbytes": bitsandbytes.__version__,
     }
 
 

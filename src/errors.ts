@@ -68,3 +68,17 @@ export class TokenizerError extends VideoLlavaError {}
 
 /** A tfjs backend was asked for but cannot be used. */
 export class BackendError extends VideoLlavaError {}
+
+/**
+ * A quantized weight (bitsandbytes 4-bit or 8-bit state) is malformed or cannot be quantized: names the
+ * tensor (or module path) and the part of the state that is wrong.
+ */
+export class QuantizationError extends VideoLlavaError {
+  constructor(
+    readonly tensor: string,
+    message: string,
+    readonly file?: string,
+  ) {
+    super(`${file ? `${file}: ` : ''}${tensor}: ${message}`);
+  }
+}

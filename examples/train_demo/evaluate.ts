@@ -4,7 +4,7 @@
  * data-set seed other than the training one.
  *
  *   node tmp/examples/examples/train_demo/evaluate.js [--model assets/trained-model] [--seed 2] [--count 200]
- *        [--media image|video] [--via-files] [--json FILE]
+ *        [--media image|video] [--via-files] [--json FILE] [--quantization nf4|fp4|int8] [--double-quant]
  * --via-files writes each video as an .mp4 (H.264, as the shipped sample) and passes the file, as the CLI does.
  * Prints a markdown table (the one in assets/trained-model/README.md) and the failures.
  */
@@ -99,7 +99,10 @@ async function main(): Promise<void> {
   const cfg = await readTrainConfig(arg('config', '') || undefined);
   if (seed === cfg.dataSeed) throw new Error(`--seed ${seed} is the training seed; pick another for a held-out set`);
   const processor = await VideoLlavaProcessor.fromPretrained(dir);
-  const model = await VideoLlavaForConditionalGeneration.fromPretrained(dir);
+  const q = arg('quantization', '');
+  if (q !== '' && q !== 'nf4' && q !== 'fp4' && q !== 'int8') throw new Error(`--quantization: expected nf4, fp4 or int8, found ${q}`);
+  const quantization = q === '' ? undefined : q === 'int8' ? { bits: 8 as const } : { bits: 4 as const, type: q as 'nf4' | 'fp4', doubleQuant: process.argv.includes('--double-quant') };
+  const model = await VideoLlavaForConditionalGeneration.fromPretrained(dir, { quantization });
   const t0 = Date.now();
   const media = arg('media', '');
   if (media !== '' && media !== 'image' && media !== 'video') throw new Error(`--media: expected image or video, found ${media}`);
@@ -107,7 +110,7 @@ async function main(): Promise<void> {
   const viaFiles = process.argv.includes('--via-files');
   const videoDir = viaFiles ? await fsp.mkdtemp(path.join(os.tmpdir(), 'video-llava-eval-')) : undefined;
   const e = await evaluate(model, processor, list, seed, { videoDir }).finally(() => videoDir && fsp.rm(videoDir, { recursive: true, force: true }));
-  console.log(`held-out seed ${seed}, ${count} examples (${list.filter((x) => x.facts.media === 'video').length} videos), ${((Date.now() - t0) / 1000).toFixed(0)} s\n`);
+  console.log(`held-out seed ${seed}, ${count} examples (${list.filter((x) => x.facts.media === 'video').length} videos), weights ${q || 'float32'}, ${((Date.now() - t0) / 1000).toFixed(0)} s\n`);
   console.log(table(e));
   const shown = e.failures.slice(0, 30);
   if (shown.length) console.log(`\nfailures (${e.failures.length}):\n` + shown.map((f) => `  #${f.index} ${f.type}: "${f.question}" expected "${f.expected}" got "${f.got}"`).join('\n'));

@@ -2,12 +2,14 @@
  * The N-API surface (src/native/addon.ts is its only caller):
  *
  *   features()                        → { avx512, avx512bf16, amx, cores, isa, bestIsa, threads }
- *   setIsa(name) / setThreads(n)      kernel family ('portable' | 'avx512' | 'amx'), worker threads
+ *   setIsa(name) / setThreads(n)      kernel family ('portable' | 'avx2' | 'avx512' | 'amx'), worker threads
  *   gemm(M, N, K, A, lda, transA, bFormat, B, ldb, transB, C, ldc, beta, compute)
+ *   gemmQuant(... as gemm, then scales, code, block, round, ...)   gemm with a bitsandbytes 4-bit or int8 weight
  *   widenRows(format, data, cols, r0, r1, dst)
  *   mapFile(path, offset, length)     an ArrayBuffer over those bytes of the file, privately mapped (no copy);
  *                                     unmap(buffer) releases it before the garbage collector would
  *   readBandwidth(bytes, repeats)     main-memory read rate of all threads, bytes/s (for the benchmarks)
+ *   dnnlSgemm(...)                    oneDNN's sgemm where libdnnl is installed (for the benchmarks), else false
  *
  * Arrays are typed arrays used in place (views of the wasm heap included); lengths are checked against the
  * extents each call reads or writes, so a wrong argument is an exception, never a stray access.
@@ -29,7 +31,7 @@
     if ((call) != napi_ok) THROW(env, "N-API call failed"); \
   } while (0)
 
-static const char *ISA_NAMES[] = {"portable", "avx512", "amx"};
+static const char *ISA_NAMES[] = {"portable", "avx2", "avx512", "amx"};
 
 static int get_i64(napi_env env, napi_value v, int64_t *out) {
   double d;
@@ -80,6 +82,7 @@ static napi_value features(napi_env env, napi_callback_info info) {
 #define SET_STR(name, value)                                               \
   CHECK(env, napi_create_string_utf8(env, (value), NAPI_AUTO_LENGTH, &v)); \
   CHECK(env, napi_set_named_property(env, obj, name, v))
+  SET_BOOL("avx2", f->avx2);
   SET_BOOL("avx512", f->avx512);
   SET_BOOL("avx512bf16", f->avx512_bf16);
   SET_BOOL("amx", f->amx);
@@ -98,9 +101,9 @@ static napi_value set_isa(napi_env env, napi_callback_info info) {
   size_t len;
   if (argc < 1 || napi_get_value_string_utf8(env, argv[0], name, sizeof name, &len) != napi_ok) THROW(env, "setIsa: expected a name");
   int isa = -1;
-  for (int i = 0; i < 3; i++)
+  for (int i = 0; i < 4; i++)
     if (strcmp(name, ISA_NAMES[i]) == 0) isa = i;
-  if (isa < 0) THROW(env, "setIsa: expected 'portable', 'avx512' or 'amx'");
+  if (isa < 0) THROW(env, "setIsa: expected 'portable', 'avx2', 'avx512' or 'amx'");
   CHECK(env, napi_create_string_utf8(env, ISA_NAMES[vl_isa_set(isa)], NAPI_AUTO_LENGTH, &out));
   return out;
 }
@@ -143,7 +146,45 @@ static napi_value gemm(napi_env env, napi_callback_info info) {
   if ((size_t)a_need * 4 > a.bytes || (size_t)b_need * format_size((int)format) > b.bytes ||
       (size_t)span(M, N, ldc) * 4 > c.bytes)
     THROW(env, "gemm: an array is shorter than the product reads or writes");
-  vl_bmat B = {(int)format, b.data, ldb, transB};
+  vl_bmat B = {(int)format, b.data, ldb, transB, NULL, NULL, 0, VL_F32};
+  vl_gemm(M, N, K, a.data, lda, transA, &B, c.data, ldc, (float)beta, (int)compute);
+  return NULL;
+}
+
+/*
+ * gemmQuant(M, N, K, A, lda, transA, format, B, ldb, transB, scales, code, block, round, C, ldc, beta, compute): gemm with
+ * a bitsandbytes-format B (VL_Q4: packed nibbles, per-block scales, 16-entry code, the dtype values round to; VL_I8:
+ * int8 codes and one scale per storage row). B's storage is [rows][ldb] with rows = N (transB) or K.
+ */
+static napi_value gemm_quant(napi_env env, napi_callback_info info) {
+  size_t argc = 18;
+  napi_value argv[18];
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc != 18) THROW(env, "gemmQuant: expected 18 arguments");
+  int64_t M, N, K, lda, ldb, ldc, format, block, round, compute;
+  bool transA, transB;
+  double beta;
+  view a, b, scales, code, c;
+  if (!get_i64(env, argv[0], &M) || !get_i64(env, argv[1], &N) || !get_i64(env, argv[2], &K) || M < 0 || N < 0 || K < 0 ||
+      !get_view(env, argv[3], &a) || !get_i64(env, argv[4], &lda) || napi_get_value_bool(env, argv[5], &transA) != napi_ok ||
+      !get_i64(env, argv[6], &format) || !get_view(env, argv[7], &b) || !get_i64(env, argv[8], &ldb) ||
+      napi_get_value_bool(env, argv[9], &transB) != napi_ok || !get_view(env, argv[10], &scales) || !get_view(env, argv[11], &code) ||
+      !get_i64(env, argv[12], &block) || !get_i64(env, argv[13], &round) || !get_view(env, argv[14], &c) ||
+      !get_i64(env, argv[15], &ldc) || napi_get_value_double(env, argv[16], &beta) != napi_ok || !get_i64(env, argv[17], &compute))
+    THROW(env, "gemmQuant: bad argument types");
+  if ((format != VL_Q4 && format != VL_I8) || (compute != VL_COMPUTE_F32 && compute != VL_COMPUTE_BF16) ||
+      (round != VL_F32 && round != VL_BF16 && round != VL_F16))
+    THROW(env, "gemmQuant: unknown format, compute type or rounding dtype");
+  int64_t rows = transB ? N : K, cols = transB ? K : N;
+  if (lda < (transA ? M : K) || ldb != cols || ldc < N) THROW(env, "gemmQuant: leading dimensions do not fit (B must be dense)");
+  int64_t values = rows * cols;
+  size_t b_need = format == VL_Q4 ? (size_t)((values + 1) / 2) : (size_t)values;
+  size_t scales_need = format == VL_Q4 ? (size_t)(block > 0 ? (values + block - 1) / block : 0) : (size_t)rows;
+  if (format == VL_Q4 && (block <= 0 || code.bytes < 16 * 4)) THROW(env, "gemmQuant: a 4-bit weight needs a block size and 16 code values");
+  int64_t a_need = transA ? span(K, M, lda) : span(M, K, lda);
+  if ((size_t)a_need * 4 > a.bytes || b_need > b.bytes || scales_need * 4 > scales.bytes || (size_t)span(M, N, ldc) * 4 > c.bytes)
+    THROW(env, "gemmQuant: an array is shorter than the product reads or writes");
+  vl_bmat B = {(int)format, b.data, ldb, transB, scales.data, code.data, block, (int)round};
   vl_gemm(M, N, K, a.data, lda, transA, &B, c.data, ldc, (float)beta, (int)compute);
   return NULL;
 }
@@ -232,6 +273,29 @@ static napi_value unmap(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* dnnlSgemm(M, N, K, A, lda, transA, B, ldb, transB, C, ldc, beta) → false when oneDNN is not installed */
+static napi_value dnnl_sgemm(napi_env env, napi_callback_info info) {
+  size_t argc = 12;
+  napi_value argv[12], out;
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  int64_t M, N, K, lda, ldb, ldc;
+  bool transA, transB;
+  double beta;
+  view a, b, c;
+  if (argc != 12 || !get_i64(env, argv[0], &M) || !get_i64(env, argv[1], &N) || !get_i64(env, argv[2], &K) ||
+      !get_view(env, argv[3], &a) || !get_i64(env, argv[4], &lda) || napi_get_value_bool(env, argv[5], &transA) != napi_ok ||
+      !get_view(env, argv[6], &b) || !get_i64(env, argv[7], &ldb) || napi_get_value_bool(env, argv[8], &transB) != napi_ok ||
+      !get_view(env, argv[9], &c) || !get_i64(env, argv[10], &ldc) || napi_get_value_double(env, argv[11], &beta) != napi_ok ||
+      M < 0 || N < 0 || K < 0)
+    THROW(env, "dnnlSgemm: bad arguments");
+  if ((size_t)(transA ? span(K, M, lda) : span(M, K, lda)) * 4 > a.bytes || (size_t)(transB ? span(N, K, ldb) : span(K, N, ldb)) * 4 > b.bytes ||
+      (size_t)span(M, N, ldc) * 4 > c.bytes)
+    THROW(env, "dnnlSgemm: an array is shorter than the product reads or writes");
+  int ok = vl_dnnl_sgemm(transA, transB, M, N, K, a.data, lda, b.data, ldb, (float)beta, c.data, ldc) == 0;
+  CHECK(env, napi_get_boolean(env, ok, &out));
+  return out;
+}
+
 /* readBandwidth(bytes, repeats) → bytes per second */
 static napi_value read_bandwidth(napi_env env, napi_callback_info info) {
   size_t argc = 2;
@@ -250,10 +314,12 @@ static napi_value init(napi_env env, napi_value exports) {
       {"setIsa", NULL, set_isa, NULL, NULL, NULL, napi_default, NULL},
       {"setThreads", NULL, set_threads, NULL, NULL, NULL, napi_default, NULL},
       {"gemm", NULL, gemm, NULL, NULL, NULL, napi_default, NULL},
+      {"gemmQuant", NULL, gemm_quant, NULL, NULL, NULL, napi_default, NULL},
       {"widenRows", NULL, widen_rows, NULL, NULL, NULL, napi_default, NULL},
       {"mapFile", NULL, map_file, NULL, NULL, NULL, napi_default, NULL},
       {"unmap", NULL, unmap, NULL, NULL, NULL, napi_default, NULL},
       {"readBandwidth", NULL, read_bandwidth, NULL, NULL, NULL, napi_default, NULL},
+      {"dnnlSgemm", NULL, dnnl_sgemm, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

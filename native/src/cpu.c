@@ -31,9 +31,12 @@ static void detect(vl_features *f) {
   int osxsave = (c >> 27) & 1, fma = (c >> 12) & 1, f16c = (c >> 29) & 1;
   if (!osxsave) return;
   uint64_t xcr0 = xgetbv0();
+  int ymm_state = (xcr0 & 0x6) == 0x6;   /* SSE, AVX */
   int zmm_state = (xcr0 & 0xe6) == 0xe6; /* SSE, AVX, opmask, ZMM_Hi256, Hi16_ZMM */
   if (__get_cpuid_max(0, 0) < 7) return;
   __cpuid_count(7, 0, a, b, c, d);
+  int avx2 = (b >> 5) & 1;
+  f->avx2 = ymm_state && avx2 && fma && f16c;
   int f512 = (b >> 16) & 1, dq = (b >> 17) & 1, bw = (b >> 30) & 1, vl = (b >> 31) & 1;
   int amx_bf16 = (d >> 22) & 1, amx_tile = (d >> 24) & 1;
   f->avx512 = zmm_state && f512 && dq && bw && vl && fma && f16c;
@@ -63,7 +66,7 @@ const vl_features *vl_cpu(void) {
 
 int vl_isa_best(void) {
   const vl_features *f = vl_cpu();
-  return f->amx ? VL_ISA_AMX : f->avx512 ? VL_ISA_AVX512 : VL_ISA_PORTABLE;
+  return f->amx ? VL_ISA_AMX : f->avx512 ? VL_ISA_AVX512 : f->avx2 ? VL_ISA_AVX2 : VL_ISA_PORTABLE;
 }
 
 int vl_isa(void) {

@@ -93,13 +93,34 @@ static void pack_task(void *ctx, int64_t mt) {
 
 typedef struct {
   int64_t M, N, K, Mpad, planes;
-  const uint16_t *W;
-  int64_t ldw;
+  const vl_bmat *B;
   const uint16_t *xp;
   float *C;
   int64_t ldc;
   float beta;
 } gemm_job;
+
+/* Rows [r0, r0 + 32) (zero past N) × k [k0, k1) of a non-bfloat16 weight, as bfloat16 (nearest even) in dst[32][KC]. */
+static void weight_panel(const vl_bmat *b, int64_t N, int64_t r0, int64_t k0, int64_t k1, uint16_t *dst) {
+  int vectors = (b->format == VL_F32 || b->format == VL_F16 || quant_vectors(b)) && k0 % 16 == 0 && (k1 - k0) % 16 == 0;
+  for (int64_t r = 0; r < 32; r++) {
+    uint16_t *out = dst + r * KC;
+    if (r0 + r >= N) {
+      memset(out, 0, (size_t)(k1 - k0) * 2);
+      continue;
+    }
+    if (vectors) {
+      for (int64_t k = k0; k < k1; k += 16) {
+        __m512 v = b->format == VL_F32   ? _mm512_loadu_ps((const float *)b->data + (r0 + r) * b->ld + k)
+                   : b->format == VL_F16 ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)((const uint16_t *)b->data + (r0 + r) * b->ld + k)))
+                                         : dequant16(b, r0 + r, k);
+        _mm256_storeu_si256((__m256i *)(out + k - k0), _mm512_cvtepi32_epi16(rne16(v)));
+      }
+    } else {
+      for (int64_t k = k0; k < k1; k++) out[k - k0] = vl_f32_to_bf16(vl_bmat_get(b, k, r0 + r));
+    }
+  }
+}
 
 /* Tile results [n 16][m 16] → C[m][n] with beta. */
 static void store_block(const gemm_job *j, const float *acc, int64_t m0, int64_t n0) {
@@ -120,24 +141,24 @@ static void gemm_task(void *ctx, int64_t task) {
   const gemm_job *j = ctx;
   int64_t n0 = task * NW, n1 = n0 + NW < j->N ? n0 + NW : j->N;
   int64_t subs = (n1 - n0 + 31) / 32, pairs = j->Mpad / 32;
-  /* A partial last block of 32 rows is copied, zero-padded, so tile loads stay inside the weight. */
-  uint16_t *pad = NULL;
-  if ((n1 - n0) % 32 != 0) {
-    int64_t full = (n1 - n0) / 32 * 32;
-    pad = aligned_alloc(64, (size_t)32 * j->K * 2);
-    memset(pad, 0, (size_t)32 * j->K * 2);
-    for (int64_t r = 0; n0 + full + r < n1; r++) memcpy(pad + r * j->K, j->W + (n0 + full + r) * j->ldw, (size_t)j->K * 2);
-  }
+  const vl_bmat *B = j->B;
+  /* bfloat16 weights are read in place; others (and a partial last block of 32 rows, which tile loads would read
+   * past) go through a bfloat16 panel per k-block, converted once and reused for every block of rows of A. */
+  int direct = B->format == VL_BF16;
+  int64_t full = direct ? (n1 - n0) / 32 : 0;
+  uint16_t *panels = subs > full ? aligned_alloc(64, (size_t)(subs - full) * 32 * KC * 2) : NULL;
   float *acc = aligned_alloc(64, (size_t)pairs * subs * 4 * 256 * sizeof(float));
   configure_tiles();
   for (int64_t k0 = 0; k0 < j->K; k0 += KC) {
     int64_t k1 = k0 + KC < j->K ? k0 + KC : j->K;
+    for (int64_t s = full; s < subs; s++) weight_panel(B, n1, n0 + s * 32, k0, k1, panels + (s - full) * 32 * KC);
     for (int64_t mp = 0; mp < pairs; mp++) {
       for (int64_t s = 0; s < subs; s++) {
         float *a = acc + (mp * subs + s) * 4 * 256;
-        int padded = pad && n0 + s * 32 + 32 > n1;
-        const uint16_t *w = padded ? pad : j->W + (n0 + s * 32) * j->ldw;
-        int64_t ldw = padded ? j->K : j->ldw;
+        int from_panel = s >= full;
+        /* w points at column k0 of the block's first row; the loop below adds k − k0 */
+        const uint16_t *w = from_panel ? panels + (s - full) * 32 * KC : (const uint16_t *)B->data + (n0 + s * 32) * B->ld + k0;
+        int64_t ldw = from_panel ? KC : B->ld;
         if (k0 == 0) {
           _tile_zero(0);
           _tile_zero(1);
@@ -150,8 +171,8 @@ static void gemm_task(void *ctx, int64_t task) {
           _tile_loadd(3, a + 768, 64);
         }
         for (int64_t k = k0; k < k1; k += TILE_K) {
-          _tile_loadd(4, w + k, ldw * 2);
-          _tile_loadd(5, w + 16 * ldw + k, ldw * 2);
+          _tile_loadd(4, w + (k - k0), ldw * 2);
+          _tile_loadd(5, w + 16 * ldw + (k - k0), ldw * 2);
           for (int64_t p = 0; p < j->planes; p++) {
             _tile_loadd(6, tile_at((uint16_t *)j->xp, j->Mpad, j->planes, k / TILE_K, 2 * mp, p), 64);
             _tile_loadd(7, tile_at((uint16_t *)j->xp, j->Mpad, j->planes, k / TILE_K, 2 * mp + 1, p), 64);
@@ -180,21 +201,32 @@ static void gemm_task(void *ctx, int64_t task) {
         }
     }
   free(acc);
-  free(pad);
+  free(panels);
 }
 
 int vl_amx_compiled(void) { return 1; }
 
+/*
+ * Where the tiles give the product's numbers: bfloat16 weights (float32 compute through three planes); any weight
+ * with bfloat16 compute (the weight rounded to bfloat16 as torch's .to(bfloat16) would); 4-bit weights whose values
+ * are rounded to bfloat16 by their format (exactly bfloat16, so float32 compute stays exact).
+ */
+static int amx_applies(const vl_bmat *B, int compute) {
+  if (!B->trans) return 0;
+  if (B->format == VL_BF16 || compute == VL_COMPUTE_BF16) return 1;
+  return B->format == VL_Q4 && B->round == VL_BF16;
+}
+
 int vl_amx_gemm(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const vl_bmat *B, float *C, int64_t ldc,
                 float beta, int compute) {
-  if (B->format != VL_BF16 || !B->trans || K % TILE_K != 0) return 0;
+  if (!amx_applies(B, compute) || K % TILE_K != 0) return 0;
   int64_t planes = compute == VL_COMPUTE_BF16 ? 1 : 3;
   int64_t Mpad = (M + 31) / 32 * 32;
   uint16_t *xp = aligned_alloc(64, (size_t)Mpad * K * planes * 2);
   if (!xp) return 0;
   pack_job pj = {M, K, Mpad, planes, A, lda, xp};
   vl_parallel(Mpad / 16, pack_task, &pj);
-  gemm_job gj = {M, N, K, Mpad, planes, B->data, B->ld, xp, C, ldc, beta};
+  gemm_job gj = {M, N, K, Mpad, planes, B, xp, C, ldc, beta};
   vl_parallel((N + NW - 1) / NW, gemm_task, &gj);
   free(xp);
   return 1;

@@ -35,8 +35,37 @@ static inline __mmask16 tail_mask(int64_t count) {
   return count >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << count) - 1u);
 }
 
+static void pack_b_quant(const vl_bmat *b, int64_t k0, int64_t kc, int64_t n0, int64_t nr, float *dst) {
+  int64_t k = 0;
+  if (nr == NR && quant_vectors(b) && k0 % 16 == 0 && (b->trans || n0 % 16 == 0)) {
+    if (!b->trans) {
+      for (; k < kc; k++) {
+        _mm512_store_ps(dst + k * NR, dequant16(b, k0 + k, n0));
+        _mm512_store_ps(dst + k * NR + 16, dequant16(b, k0 + k, n0 + 16));
+      }
+      return;
+    }
+    for (; k + 16 <= kc; k += 16) {
+      for (int half = 0; half < 2; half++) {
+        __m512 r[16];
+        for (int i = 0; i < 16; i++) r[i] = dequant16(b, n0 + half * 16 + i, k0 + k);
+        transpose16(r);
+        for (int c = 0; c < 16; c++) _mm512_store_ps(dst + (k + c) * NR + half * 16, r[c]);
+      }
+    }
+  }
+  for (; k < kc; k++) {
+    for (int64_t j = 0; j < nr; j++) dst[k * NR + j] = vl_bmat_get(b, k0 + k, n0 + j);
+    for (int64_t j = nr; j < NR; j++) dst[k * NR + j] = 0.0f;
+  }
+}
+
 static void pack_b(const vl_bmat *b, int64_t k0, int64_t kc, int64_t n0, int64_t nr, float *dst, int compute) {
   (void)compute;
+  if (b->format == VL_Q4 || b->format == VL_I8) {
+    pack_b_quant(b, k0, kc, n0, nr, dst);
+    return;
+  }
   if (!b->trans) {
     /* Rows of storage run along n: each packed row is a widened copy. */
     for (int64_t k = 0; k < kc; k++) {
@@ -135,10 +164,46 @@ static inline void dot_rows(int M, int rows, int64_t K, const float *A, int64_t 
     }
 }
 
+/* Quantized rows: 16 values at a time through dequant16 (K a multiple of 16). */
+static inline void dot_rows_quant(int M, int64_t K, const float *A, int64_t lda, const vl_bmat *B, int64_t n, float *C,
+                                  int64_t ldc, float beta) {
+  __m512 acc[VL_SMALL_M][2];
+  for (int m = 0; m < VL_SMALL_M; m++) acc[m][0] = acc[m][1] = _mm512_setzero_ps();
+  for (int64_t k = 0; k < K; k += 16) {
+    __m512 w0 = dequant16(B, n, k), w1 = dequant16(B, n + 1, k);
+    for (int m = 0; m < M; m++) {
+      __m512 x = _mm512_loadu_ps(A + m * lda + k);
+      acc[m][0] = _mm512_fmadd_ps(x, w0, acc[m][0]);
+      acc[m][1] = _mm512_fmadd_ps(x, w1, acc[m][1]);
+    }
+  }
+  for (int m = 0; m < M; m++)
+    for (int j = 0; j < 2; j++) {
+      float *out = C + m * ldc + n + j;
+      *out = (beta == 0.0f ? 0.0f : beta * *out) + _mm512_reduce_add_ps(acc[m][j]);
+    }
+}
+
 static void small_dot(int64_t M, int64_t K, const float *A, int64_t lda, const vl_bmat *B, int64_t n0, int64_t n1,
                       float *C, int64_t ldc, float beta, int compute) {
   (void)compute;
   int64_t n = n0;
+  if (B->format == VL_Q4 || B->format == VL_I8) {
+    if (!quant_vectors(B) || K % 16 != 0) {
+      vl_kernels_ref.small_dot(M, K, A, lda, B, n0, n1, C, ldc, beta, compute);
+      return;
+    }
+    for (; n + 2 <= n1; n += 2) {
+      switch (M) {
+        case 1: dot_rows_quant(1, K, A, lda, B, n, C, ldc, beta); break;
+        case 2: dot_rows_quant(2, K, A, lda, B, n, C, ldc, beta); break;
+        case 3: dot_rows_quant(3, K, A, lda, B, n, C, ldc, beta); break;
+        default: dot_rows_quant(4, K, A, lda, B, n, C, ldc, beta); break;
+      }
+    }
+    if (n < n1) vl_kernels_ref.small_dot(M, K, A, lda, B, n, n1, C, ldc, beta, compute);
+    return;
+  }
   /* Constant M and row counts so that the compiler keeps the accumulators in registers. */
 #define DOT_CASES(ROWS)                                                       \
   switch (M) {                                                                \
@@ -161,9 +226,10 @@ static inline void axpy_block(int M, int64_t K, const float *A, int64_t lda, con
   for (int j = 0; j < 4; j++) mask[j] = tail_mask(nc - 16 * j > 0 ? nc - 16 * j : 0);
   for (int m = 0; m < VL_SMALL_M; m++)
     for (int j = 0; j < 4; j++) acc[m][j] = _mm512_setzero_ps();
+  const int quant = B->format == VL_Q4 || B->format == VL_I8;
   for (int64_t k = 0; k < K; k++) {
     __m512 w[4];
-    for (int j = 0; j < 4; j++) w[j] = load16(B->format, B->data, k * B->ld + c0 + 16 * j, mask[j]);
+    for (int j = 0; j < 4; j++) w[j] = quant ? dequant16(B, k, c0 + 16 * j) : load16(B->format, B->data, k * B->ld + c0 + 16 * j, mask[j]);
     for (int m = 0; m < M; m++) {
       __m512 a = _mm512_set1_ps(A[m * lda + k]);
       for (int j = 0; j < 4; j++) acc[m][j] = _mm512_fmadd_ps(a, w[j], acc[m][j]);
@@ -181,7 +247,10 @@ static inline void axpy_block(int M, int64_t K, const float *A, int64_t lda, con
 
 static void small_axpy(int64_t M, int64_t K, const float *A, int64_t lda, const vl_bmat *B, int64_t n0, int64_t n1,
                        float *C, int64_t ldc, float beta, int compute) {
-  (void)compute;
+  if ((B->format == VL_Q4 || B->format == VL_I8) && !(quant_vectors(B) && n0 % 16 == 0 && (n1 - n0) % 64 == 0)) {
+    vl_kernels_ref.small_axpy(M, K, A, lda, B, n0, n1, C, ldc, beta, compute);
+    return;
+  }
   for (int64_t c0 = n0; c0 < n1; c0 += 64) {
     int64_t nc = n1 - c0 < 64 ? n1 - c0 : 64;
     switch (M) {

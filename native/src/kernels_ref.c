@@ -30,10 +30,6 @@ static void micro(int64_t kc, const float *ap, const float *bp, float *c, int64_
   }
 }
 
-/* A row of B's storage (fixed n for trans, fixed k otherwise) widened into dst. */
-static void widen(int format, const void *data, int64_t offset, int64_t count, float *dst) {
-  vl_widen_rows(format, (const char *)data + offset * (format == VL_F32 ? 4 : 2), count, 0, 1, dst);
-}
 
 static void small_dot(int64_t M, int64_t K, const float *A, int64_t lda, const vl_bmat *B, int64_t n0, int64_t n1,
                       float *C, int64_t ldc, float beta, int compute) {
@@ -43,7 +39,7 @@ static void small_dot(int64_t M, int64_t K, const float *A, int64_t lda, const v
     float acc[VL_SMALL_M] = {0};
     for (int64_t k0 = 0; k0 < K; k0 += 1024) {
       int64_t kc = K - k0 < 1024 ? K - k0 : 1024;
-      widen(B->format, B->data, n * B->ld + k0, kc, w);
+      vl_bmat_row(B, n, k0, kc, w);
       for (int64_t m = 0; m < M; m++) {
         const float *a = A + m * lda + k0;
         float s = 0.0f;
@@ -69,7 +65,7 @@ static void small_axpy(int64_t M, int64_t K, const float *A, int64_t lda, const 
       for (int64_t j = 0; j < nc; j++) out[j] = beta == 0.0f ? 0.0f : beta * out[j];
     }
     for (int64_t k = 0; k < K; k++) {
-      widen(B->format, B->data, k * B->ld + c0, nc, w);
+      vl_bmat_row(B, k, c0, nc, w);
       for (int64_t m = 0; m < M; m++) {
         float a = A[m * lda + k], *out = C + m * ldc + c0;
         for (int64_t j = 0; j < nc; j++) out[j] += a * w[j];

@@ -15,8 +15,12 @@
 #define MC 192      /* m-block: a packed A block (MC × KC floats) stays in L2 */
 #define AMX_MIN_M 16
 
-static const vl_kernels *kernels(void) {
-  return vl_isa() >= VL_ISA_AVX512 ? &vl_kernels_avx512 : &vl_kernels_ref;
+/* The kernel family for this product: quantized formats have AVX-512 and portable kernels only. */
+static const vl_kernels *kernels(const vl_bmat *b) {
+  int isa = vl_isa();
+  if (isa >= VL_ISA_AVX512) return &vl_kernels_avx512;
+  if (isa == VL_ISA_AVX2 && (b->format == VL_F32 || b->format == VL_BF16 || b->format == VL_F16)) return &vl_kernels_avx2;
+  return &vl_kernels_ref;
 }
 
 static void scale_c(int64_t M, int64_t N, float *C, int64_t ldc, float beta) {
@@ -71,6 +75,7 @@ typedef struct {
   int64_t ldc;
   float beta;
   int64_t width;
+  const vl_bf16_kernels *bf16; /* bfloat16 compute on VDPBF16PS: pairs along k instead of floats */
 } gemm_job;
 
 static void pack_a(const float *A, int64_t lda, int transA, int64_t m0, int64_t mc, int64_t k0, int64_t kc, int MR,
@@ -88,10 +93,35 @@ static void pack_a(const float *A, int64_t lda, int transA, int64_t m0, int64_t 
   }
 }
 
+/* A's rows as bfloat16 (even k, odd k) pairs: dst[p][MR], zero past mc and past kc. */
+static void pack_a_pairs(const float *A, int64_t lda, int transA, int64_t m0, int64_t mc, int64_t k0, int64_t kc, int MR,
+                         uint32_t *dst) {
+  int64_t pairs = (kc + 1) / 2;
+  for (int64_t s = 0; s < mc; s += MR) {
+    int64_t mr = mc - s < MR ? mc - s : MR;
+    uint32_t *d = dst + s * pairs;
+    for (int64_t p = 0; p < pairs; p++) {
+      for (int64_t i = 0; i < MR; i++) {
+        uint32_t v = 0;
+        if (i < mr) {
+          int64_t m = m0 + s + i, k = k0 + 2 * p;
+          float lo = transA ? A[k * lda + m] : A[m * lda + k];
+          float hi = 2 * p + 1 < kc ? (transA ? A[(k + 1) * lda + m] : A[m * lda + k + 1]) : 0.0f;
+          v = (uint32_t)vl_f32_to_bf16(lo) | ((uint32_t)vl_f32_to_bf16(hi) << 16);
+        }
+        d[p * MR + i] = v;
+      }
+    }
+  }
+}
+
 static void gemm_task(void *ctx, int64_t t) {
   gemm_job *j = ctx;
   const vl_kernels *k = j->k;
-  const int MR = k->mr, NR = k->nr;
+  const vl_bf16_kernels *h = j->bf16;
+  const int MR = h ? h->mr : k->mr, NR = h ? h->nr : k->nr;
+  vl_pack_b_fn pack_b = h ? h->pack_b : k->pack_b;
+  vl_micro_fn micro = h ? h->micro : k->micro;
   int64_t n0 = t * j->width, n1 = n0 + j->width < j->N ? n0 + j->width : j->N;
   int64_t nw = n1 - n0, slivers = (nw + NR - 1) / NR;
   int64_t kcmax = j->K < KC ? j->K : KC, mcmax = j->M < MC ? j->M : MC;
@@ -100,18 +130,20 @@ static void gemm_task(void *ctx, int64_t t) {
   for (int64_t k0 = 0; k0 < j->K; k0 += KC) {
     int64_t kc = j->K - k0 < KC ? j->K - k0 : KC;
     float beta = k0 == 0 ? j->beta : 1.0f;
+    int64_t depth = h ? (kc + 1) / 2 : kc; /* rows of a packed panel: k, or pairs of k */
     for (int64_t s = 0; s < slivers; s++) {
       int64_t ns = n0 + s * NR, nr = n1 - ns < NR ? n1 - ns : NR;
-      k->pack_b(j->B, k0, kc, ns, nr, bp + s * NR * kc, VL_COMPUTE_F32);
+      pack_b(j->B, k0, kc, ns, nr, bp + s * NR * depth, VL_COMPUTE_F32);
     }
     for (int64_t m0 = 0; m0 < j->M; m0 += MC) {
       int64_t mc = j->M - m0 < MC ? j->M - m0 : MC;
-      pack_a(j->A, j->lda, j->transA, m0, mc, k0, kc, MR, ap);
+      if (h) pack_a_pairs(j->A, j->lda, j->transA, m0, mc, k0, kc, MR, (uint32_t *)ap);
+      else pack_a(j->A, j->lda, j->transA, m0, mc, k0, kc, MR, ap);
       for (int64_t s = 0; s < slivers; s++) {
         int64_t ns = n0 + s * NR, nr = n1 - ns < NR ? n1 - ns : NR;
         for (int64_t i = 0; i < mc; i += MR) {
           int64_t mr = mc - i < MR ? mc - i : MR;
-          k->micro(kc, ap + i * kc, bp + s * NR * kc, j->C + (m0 + i) * j->ldc + ns, j->ldc, mr, nr, beta);
+          micro(depth, ap + i * depth, bp + s * NR * depth, j->C + (m0 + i) * j->ldc + ns, j->ldc, mr, nr, beta);
         }
       }
     }
@@ -131,6 +163,15 @@ void vl_gemm(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, int t
   }
   if (vl_isa() >= VL_ISA_AMX && !transA && M >= AMX_MIN_M && vl_amx_gemm(M, N, K, A, lda, B, C, ldc, beta, compute)) return;
 
+  const vl_kernels *k = kernels(B);
+  /* bfloat16 compute on VDPBF16PS where the CPU has it: A packed as bfloat16 pairs (rounded once per panel). */
+  if (compute == VL_COMPUTE_BF16 && (transA || M > VL_SMALL_M) && vl_isa() >= VL_ISA_AVX512 && vl_cpu()->avx512_bf16 &&
+      vl_kernels_avx512bf16.mr > 0) {
+    gemm_job j = {k, M, N, K, A, lda, transA, B, C, ldc, beta, 0, &vl_kernels_avx512bf16};
+    j.width = chunk_width(N, vl_kernels_avx512bf16.nr, 4 * vl_kernels_avx512bf16.nr);
+    vl_parallel((N + j.width - 1) / j.width, gemm_task, &j);
+    return;
+  }
   /* bfloat16 compute elsewhere: the activations rounded once, then exact float32 products (B is bfloat16). */
   float *rounded = NULL;
   if (compute == VL_COMPUTE_BF16) {
@@ -145,17 +186,33 @@ void vl_gemm(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, int t
     transA = 0;
   }
 
-  const vl_kernels *k = kernels();
   if (!transA && M <= VL_SMALL_M) {
     small_job j = {k, M, N, K, A, lda, B, C, ldc, beta, 0};
     j.width = chunk_width(N, 16, 64);
     vl_parallel((N + j.width - 1) / j.width, small_task, &j);
   } else {
-    gemm_job j = {k, M, N, K, A, lda, transA, B, C, ldc, beta, 0};
+    gemm_job j = {k, M, N, K, A, lda, transA, B, C, ldc, beta, 0, NULL};
     j.width = chunk_width(N, k->nr, 4 * k->nr);
     vl_parallel((N + j.width - 1) / j.width, gemm_task, &j);
   }
   free(rounded);
+}
+
+void vl_bmat_row(const vl_bmat *b, int64_t row, int64_t col, int64_t count, float *dst) {
+  int64_t base = row * b->ld + col;
+  switch (b->format) {
+    case VL_F32:
+      memcpy(dst, (const float *)b->data + base, (size_t)count * sizeof(float));
+      return;
+    case VL_BF16:
+    case VL_F16:
+      vl_widen_rows(b->format, (const uint16_t *)b->data + base, count, 0, 1, dst);
+      return;
+    default: {
+      /* quantized: through the element rule (storage row `row` is n for trans, k otherwise) */
+      for (int64_t j = 0; j < count; j++) dst[j] = b->trans ? vl_bmat_get(b, col + j, row) : vl_bmat_get(b, row, col + j);
+    }
+  }
 }
 
 void vl_widen_rows(int format, const void *data, int64_t cols, int64_t r0, int64_t r1, float *dst) {

@@ -14,10 +14,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
-enum vl_format { VL_F32 = 0, VL_BF16 = 1, VL_F16 = 2 };
+/*
+ * Stored formats. VL_Q4: bitsandbytes' 4-bit (NF4/FP4): two codes a byte, the first in the high nibble, over the
+ * flattened matrix; value = round_to(original dtype, code[q] · scales[flat / block]). VL_I8: bitsandbytes' LLM.int8
+ * weight: value = (q · scales[row]) · (1/127), two float32 products.
+ */
+enum vl_format { VL_F32 = 0, VL_BF16 = 1, VL_F16 = 2, VL_Q4 = 3, VL_I8 = 4 };
 enum vl_compute { VL_COMPUTE_F32 = 0, VL_COMPUTE_BF16 = 1 };
 /* Kernel families, best last. vl_isa_set() may pick a lower one (tests compare each with the portable one). */
-enum vl_isa { VL_ISA_PORTABLE = 0, VL_ISA_AVX512 = 1, VL_ISA_AMX = 2 };
+enum vl_isa { VL_ISA_PORTABLE = 0, VL_ISA_AVX2 = 1, VL_ISA_AVX512 = 2, VL_ISA_AMX = 3 };
 /* Up to this many rows of A a product takes the memory-bound kernels (small_dot / small_axpy). */
 #define VL_SMALL_M 4
 
@@ -26,9 +31,17 @@ typedef struct {
   const void *data; /* element (k, n) at [n·ld + k] (trans) or [k·ld + n] */
   int64_t ld;
   int trans;
+  /* quantized formats only */
+  const float *scales; /* VL_Q4: one per block of the flattened matrix; VL_I8: one per row (SCB) */
+  const float *code;   /* VL_Q4: the 16-entry table */
+  int64_t block;       /* VL_Q4: values per scale */
+  int round;           /* VL_Q4: the original dtype the product is rounded to (VL_F32: none, VL_BF16, VL_F16) */
 } vl_bmat;
 
+#define VL_INV_127 7.874015718698502e-3f /* bitsandbytes' 1/127 */
+
 typedef struct {
+  int avx2;        /* AVX2 + FMA + F16C with the OS saving ymm state */
   int avx512;      /* AVX-512 F/BW/VL/DQ with the OS saving zmm state, plus FMA and F16C */
   int avx512_bf16; /* VDPBF16PS */
   int amx;         /* AMX-TILE + AMX-BF16 and the kernel granted tile data to this process */
@@ -46,6 +59,11 @@ typedef void (*vl_task_fn)(void *ctx, int64_t task);
 void vl_parallel(int64_t tasks, vl_task_fn fn, void *ctx);
 int vl_threads(void);
 void vl_set_threads(int n);
+
+/* dnnl.c: oneDNN's sgemm when libdnnl is installed (benchmarks only). */
+int vl_dnnl_available(void);
+int vl_dnnl_sgemm(int transA, int transB, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B,
+                  int64_t ldb, float beta, float *C, int64_t ldc);
 
 /* bandwidth.c: bytes per second of all threads reading main memory (best of `repeats` passes). */
 double vl_read_bandwidth(int64_t bytes, int repeats);
@@ -85,15 +103,55 @@ static inline float vl_f16_to_f32(uint16_t h) {
   return v.f;
 }
 
+/* float32 → float16 bits, nearest even (subnormals, overflow to infinity, NaN kept). */
+static inline uint16_t vl_f32_to_f16(float f) {
+  union { float f; uint32_t u; } v = {f};
+  uint32_t sign = (v.u >> 16) & 0x8000u, exp = (v.u >> 23) & 0xffu, man = v.u & 0x7fffffu;
+  if (exp == 0xff) return (uint16_t)(sign | (man ? 0x7e00u : 0x7c00u));
+  int e = (int)exp - 112;
+  if (e >= 0x1f) return (uint16_t)(sign | 0x7c00u);
+  if (e <= 0) {
+    if (e < -10) return (uint16_t)sign;
+    uint32_t m = man | 0x800000u;
+    int shift = 14 - e;
+    uint32_t half = 1u << (shift - 1), rest = m & ((1u << shift) - 1);
+    uint32_t r = m >> shift;
+    if (rest > half || (rest == half && (r & 1))) r++;
+    return (uint16_t)(sign | r);
+  }
+  uint32_t r = ((uint32_t)e << 10) | (man >> 13), rest = man & 0x1fffu;
+  if (rest > 0x1000u || (rest == 0x1000u && (r & 1))) r++;
+  return (uint16_t)(sign | r);
+}
+
+/* A float32 rounded to the given stored dtype and widened back (VL_F32: unchanged). */
+static inline float vl_round_to(int dtype, float v) {
+  if (dtype == VL_BF16) return vl_bf16_to_f32(vl_f32_to_bf16(v));
+  if (dtype == VL_F16) return vl_f16_to_f32(vl_f32_to_f16(v));
+  return v;
+}
+
 /* Element (k, n) of a stored matrix as float32. */
 static inline float vl_bmat_get(const vl_bmat *b, int64_t k, int64_t n) {
   int64_t i = b->trans ? n * b->ld + k : k * b->ld + n;
   switch (b->format) {
     case VL_BF16: return vl_bf16_to_f32(((const uint16_t *)b->data)[i]);
     case VL_F16: return vl_f16_to_f32(((const uint16_t *)b->data)[i]);
+    case VL_Q4: {
+      uint8_t byte = ((const uint8_t *)b->data)[i >> 1];
+      int q = (i & 1) ? byte & 15 : byte >> 4;
+      return vl_round_to(b->round, b->code[q] * b->scales[i / b->block]);
+    }
+    case VL_I8: {
+      float t = (float)((const int8_t *)b->data)[i] * b->scales[b->trans ? n : k];
+      return t * VL_INV_127;
+    }
     default: return ((const float *)b->data)[i];
   }
 }
+
+/* count consecutive stored values of one storage row, starting at (row, col), widened into dst. */
+void vl_bmat_row(const vl_bmat *b, int64_t row, int64_t col, int64_t count, float *dst);
 
 /* ---- kernel tables: one per ISA ------------------------------------------------------------------------ */
 
@@ -117,7 +175,19 @@ typedef struct {
 } vl_kernels;
 
 extern const vl_kernels vl_kernels_ref;
+extern const vl_kernels vl_kernels_avx2;
 extern const vl_kernels vl_kernels_avx512;
+
+/*
+ * bfloat16 compute on VDPBF16PS: the same driver with k counted in (even, odd) pairs. pack_b writes ceil(kc/2) rows
+ * of NR 32-bit pairs; micro takes the pair count; A is packed as pairs per row (matmul.c). mr = 0 where not built.
+ */
+typedef struct {
+  int mr, nr;
+  vl_pack_b_fn pack_b;
+  vl_micro_fn micro;
+} vl_bf16_kernels;
+extern const vl_bf16_kernels vl_kernels_avx512bf16;
 
 /* AMX (kernels_amx.c): forward products with bfloat16 weights. Returns 0 when it does not apply. */
 int vl_amx_gemm(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const vl_bmat *B, float *C, int64_t ldc,

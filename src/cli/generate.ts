@@ -13,7 +13,17 @@ import { downloadProgress, loadProgressBar } from './progress';
 import { resolveModel } from '../hub';
 import { nativeMatmulNotice, nativeMatmulStatus } from '../native';
 import { addonDescription, addonNotice } from '../native/addon';
-import { gib, weightMemoryOf } from '../models/video_llava/memory';
+import { formatBytes, weightMemoryOf } from '../models/video_llava/memory';
+import { loadOriginalVideoLlava, originalCheckpointDir } from '../models/video_llava/original';
+import { originalProcessor } from '../processing/original_processor';
+import { InputError } from '../errors';
+
+/** --video-tower, --image-tower, --tower-weights (original-layout checkpoints). */
+function towerOptions(args: Record<string, unknown>): { videoTower?: string; imageTower?: string; towerWeights?: 'repos' | 'embedded' } {
+  const weights = args['tower-weights'];
+  if (weights !== undefined && weights !== 'repos' && weights !== 'embedded') throw new InputError('--tower-weights', `expected repos or embedded, found "${String(weights)}"`);
+  return { videoTower: args['video-tower'] as string | undefined, imageTower: args['image-tower'] as string | undefined, towerWeights: weights };
+}
 
 export const GENERATE_HELP = `video-llava generate --model DIR [--video FILE]... [--image FILE]... --prompt TEXT [options]
 
@@ -40,6 +50,11 @@ ${WEIGHT_HELP}
   --no-native             keep the backend's own matMul even when native OpenBLAS (optional nblas) is available
                           (also VIDEO_LLAVA_NATIVE=0; threads: VIDEO_LLAVA_BLAS_THREADS)
   --json                  print one JSON object (answer, ids, timings) instead of streaming text
+  --video-tower DIR|ID    original-layout checkpoints (LanguageBind/Video-LLaVA-7B): the LanguageBind video
+  --image-tower DIR|ID    and image towers (default: the config's mm_video_tower / mm_image_tower, a directory
+                          of that name next to the model first, else the Hub id through the cache)
+  --tower-weights repos|embedded   original layout: tower weights from the tower repositories (default, as the
+                          original builder.py) or the copies inside the checkpoint
 
 Example (the shipped trained demo model; it answers "a purple cross moves left."):
   video-llava generate --model assets/trained-model --video assets/sample-shapes.mp4 --prompt "What is happening in this video?"
@@ -60,6 +75,9 @@ const OPTIONS = {
   revision: { type: 'string' },
   offline: { type: 'boolean' },
   json: { type: 'boolean' },
+  'video-tower': { type: 'string' },
+  'image-tower': { type: 'string' },
+  'tower-weights': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -71,11 +89,8 @@ export async function generateCommand(argv: string[], log: (line: string) => voi
   const args = parse(argv, OPTIONS);
   if (args.help) return log(GENERATE_HELP);
   const json = args.json === true;
-  const modelDir = await resolveModel(required(args, 'model'), {
-    revision: args.revision as string | undefined,
-    offline: args.offline === true ? true : undefined,
-    onProgress: json ? undefined : downloadProgress(),
-  });
+  const modelArg = required(args, 'model');
+  const hub = { revision: args.revision as string | undefined, offline: args.offline === true ? true : undefined };
   const prompt = required(args, 'prompt');
   const images = (args.image as string[] | undefined) ?? [];
   const videos = (args.video as string[] | undefined) ?? [];
@@ -84,9 +99,29 @@ export async function generateCommand(argv: string[], log: (line: string) => voi
   if (notice && !json) process.stderr.write(`${notice}\n`);
 
   const t0 = Date.now();
-  const processor = await VideoLlavaProcessor.fromPretrained(modelDir);
   const bar = loadProgressBar();
-  const model = await VideoLlavaForConditionalGeneration.fromPretrained(modelDir, { ...weightOptions(args), onProgress: json ? undefined : bar.update });
+  const onProgress = json ? undefined : bar.update;
+  // The original layout (LanguageBind/Video-LLaVA-7B + LanguageBind towers) or this package's HF layout.
+  const original = await originalCheckpointDir(modelArg, { ...hub, onDownloadProgress: json ? undefined : downloadProgress() });
+  let modelDir: string;
+  let processor: VideoLlavaProcessor;
+  let model: VideoLlavaForConditionalGeneration;
+  if (original) {
+    modelDir = original;
+    model = await loadOriginalVideoLlava(original, { ...hub, ...towerOptions(args), onProgress });
+    const c = model.config;
+    const settings = { imageTokenId: c.image_token_index, videoTokenId: c.video_token_index, patchSize: c.vision_config.patch_size, imageSize: c.vision_config.image_size, strategy: c.vision_feature_select_strategy };
+    try {
+      processor = originalProcessor(original, settings);
+    } catch (e) {
+      model.dispose();
+      throw e;
+    }
+  } else {
+    modelDir = await resolveModel(modelArg, { ...hub, onProgress: json ? undefined : downloadProgress() });
+    processor = await VideoLlavaProcessor.fromPretrained(modelDir);
+    model = await VideoLlavaForConditionalGeneration.fromPretrained(modelDir, { ...weightOptions(args), onProgress });
+  }
   if (!json) bar.done();
   const loadMs = Date.now() - t0;
   const weights = describeWeights(model);
@@ -147,9 +182,9 @@ function matmulPath(backend: string): string {
 /** "13.5 GiB bfloat16 outside the heap (amx, 2 threads) + 0.1 GiB float32" */
 function describeWeights(model: VideoLlavaForConditionalGeneration): { text: string; stored: number } {
   const m = weightMemoryOf(model);
-  const parts = Object.entries(m.storedByFormat).map(([format, bytes]) => `${gib(bytes)} ${format}`);
+  const parts = Object.entries(m.storedByFormat).map(([format, bytes]) => `${formatBytes(bytes)} ${format} (${m.countByFormat[format]} weights)`);
   const kernels = parts.length > 0 ? ` outside the heap (${addonDescription() ?? 'no native kernels'})` : '';
-  return { text: [...(parts.length ? [parts.join(' + ') + kernels] : []), `${gib(m.heapBytes)} float32`].join(' + '), stored: m.storedBytes };
+  return { text: [...(parts.length ? [parts.join(' + ') + kernels] : []), `${formatBytes(m.heapBytes)} float32`].join(' + '), stored: m.storedBytes };
 }
 
 /** The process's peak resident memory (VmHWM on Linux, else the current RSS). */

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 /** The `video-llava` command. User mistakes print one line and exit 1; only internal bugs show a stack. */
 import { VideoLlavaError } from '../errors';
+import { CONVERT_HELP, convertCommand } from './convert';
 import { FORWARD_HELP, forwardCommand } from './forward';
 import { GENERATE_HELP, generateCommand } from './generate';
 import { PARITY_HELP, parityCommand } from './parity';
@@ -14,6 +15,7 @@ Usage:
   video-llava forward --model DIR --inputs IN.safetensors --out OUT.safetensors [--hidden-states]
   video-llava parity [--fixtures DIR] [--model NAME]
   video-llava web [--port N]
+  video-llava convert --model SRC --out DIR [--to hf|original]
   video-llava <command> --help
 
 Commands:
@@ -22,6 +24,7 @@ Commands:
   preprocess   run the processor on files and write input_ids / pixel values (parity with Python)
   parity       per-stage max differences from Python on the reference fixtures
   web          serve the demo page: the model answering in the browser (wasm, WebGL, WebGPU)
+  convert      between the original Video-LLaVA/LanguageBind checkpoints and the Hugging Face layout
 
 Every command takes --backend wasm|cpu|tensorflow (default wasm, or the VIDEO_LLAVA_BACKEND variable).
 `;
@@ -34,6 +37,7 @@ const COMMANDS: Record<string, { run: Command; help: string }> = {
   parity: { run: parityCommand, help: PARITY_HELP },
   preprocess: { run: preprocessCommand, help: PREPROCESS_HELP },
   web: { run: webCommand, help: WEB_HELP },
+  convert: { run: convertCommand, help: CONVERT_HELP },
 };
 
 export async function main(argv: string[]): Promise<number> {

@@ -6,16 +6,17 @@
  *
  * It multiplies float32 activations with weights in their stored format (float32, bfloat16, float16) without a
  * float32 copy of the weight, on the best kernels this CPU has (AMX, AVX-512, else portable C, chosen at run
- * time), on its own thread pool; and maps safetensors files into memory.
+ * time; AVX2 on CPUs without AVX-512), on its own thread pool; and maps safetensors files into memory.
  *
  * Environment: VIDEO_LLAVA_ADDON=0 does not load it; VIDEO_LLAVA_THREADS sets its threads (default: all cores);
- * VIDEO_LLAVA_ISA=portable|avx512 caps the kernel family (to compare paths).
+ * VIDEO_LLAVA_ISA=portable|avx2|avx512 caps the kernel family (to compare paths).
  */
+import * as fs from 'fs';
 import * as path from 'path';
 import { InputError } from '../errors';
 
-export type Isa = 'portable' | 'avx512' | 'amx';
-export const ISAS: readonly Isa[] = ['portable', 'avx512', 'amx'];
+export type Isa = 'portable' | 'avx2' | 'avx512' | 'amx';
+export const ISAS: readonly Isa[] = ['portable', 'avx2', 'avx512', 'amx'];
 export const ADDON_ENV = 'VIDEO_LLAVA_ADDON';
 export const ISA_ENV = 'VIDEO_LLAVA_ISA';
 
@@ -23,6 +24,7 @@ export { FORMAT_CODES, COMPUTE_CODES } from './codes';
 export type { NativeFormat, ComputeDType } from './codes';
 
 export interface AddonFeatures {
+  avx2: boolean;
   avx512: boolean;
   avx512bf16: boolean;
   amx: boolean;
@@ -34,7 +36,7 @@ export interface AddonFeatures {
 }
 
 type Floats = Float32Array;
-type Stored = Float32Array | Uint16Array | Uint8Array;
+type Stored = Float32Array | Uint16Array | Uint8Array | Int8Array;
 
 export interface NativeAddon {
   features(): AddonFeatures;
@@ -60,6 +62,31 @@ export interface NativeAddon {
     beta: number,
     compute: number,
   ): void;
+  /**
+   * gemm with a bitsandbytes-format weight (FORMAT_CODES.q4: packed nibbles, one scale per `block` values of the
+   * flattened weight, the 16-entry `code`, values rounded to `round` (a FORMAT_CODES float entry); FORMAT_CODES.int8:
+   * int8 codes, one scale (SCB) per storage row). B's storage is dense: ldb = its row length.
+   */
+  gemmQuant(
+    M: number,
+    N: number,
+    K: number,
+    a: Floats,
+    lda: number,
+    transA: boolean,
+    format: number,
+    b: Uint8Array | Int8Array,
+    ldb: number,
+    transB: boolean,
+    scales: Float32Array,
+    code: Float32Array,
+    block: number,
+    round: number,
+    c: Floats,
+    ldc: number,
+    beta: number,
+    compute: number,
+  ): void;
   /** Rows [r0, r1) of a [rows][cols] matrix of `format` widened into dst. */
   widenRows(format: number, data: Stored, cols: number, r0: number, r1: number, dst: Floats): void;
   /** Bytes [offset, offset + length) of a file, privately memory-mapped (no copy). */
@@ -68,13 +95,23 @@ export interface NativeAddon {
   unmap(buffer: ArrayBuffer): void;
   /** Main-memory read rate of all the addon's threads over a buffer of `bytes`, in bytes per second (best of `repeats`). */
   readBandwidth(bytes: number, repeats: number): number;
+  /** oneDNN's sgemm (row-major, alpha 1) where libdnnl is installed, for the benchmarks; false when it is not. */
+  dnnlSgemm(M: number, N: number, K: number, a: Floats, lda: number, transA: boolean, b: Floats, ldb: number, transB: boolean, c: Floats, ldc: number, beta: number): boolean;
 }
 
 type Load = { ok: true; addon: NativeAddon; file: string } | { ok: false; reason: string };
 let loaded: Load | null = null;
 
-/** Where node-gyp puts the addon, from src/native or dist/native alike. */
-export const ADDON_FILE = path.join(__dirname, '..', '..', 'native', 'build', 'Release', 'video_llava_native.node');
+/** Where node-gyp puts the addon: under the package root, found upwards from src/native, dist/native or a bench build. */
+export const ADDON_FILE = (() => {
+  const relative = path.join('native', 'build', 'Release', 'video_llava_native.node');
+  let dir = __dirname;
+  for (let up = 0; up < 4; up++) {
+    dir = path.dirname(dir);
+    if (fs.existsSync(path.join(dir, 'native', 'binding.gyp'))) return path.join(dir, relative);
+  }
+  return path.join(__dirname, '..', '..', relative);
+})();
 
 function load(): Load {
   const env = process.env[ADDON_ENV];

@@ -4,7 +4,7 @@
  */
 
 /** Format codes of the native side (native/src/vl.h). */
-export const FORMAT_CODES = { float32: 0, bfloat16: 1, float16: 2 } as const;
+export const FORMAT_CODES = { float32: 0, bfloat16: 1, float16: 2, q4: 3, int8: 4 } as const;
 export type NativeFormat = keyof typeof FORMAT_CODES;
 export const COMPUTE_CODES = { float32: 0, bfloat16: 1 } as const;
 export type ComputeDType = keyof typeof COMPUTE_CODES;

@@ -148,7 +148,8 @@ function defaultLibrary(): string {
   if (env === 'addon') return ADDON_MODULE;
   if (env) throw new InputError(BLAS_ENV, `expected "addon" or "openblas", found "${process.env[BLAS_ENV]}"`);
   const addon = nativeAddon();
-  return addon && addon.features().isa !== 'portable' ? ADDON_MODULE : NBLAS_MODULE;
+  const isa = addon?.features().isa;
+  return isa === 'avx512' || isa === 'amx' ? ADDON_MODULE : NBLAS_MODULE;
 }
 
 function resolveMinMacs(option: number | undefined): number {

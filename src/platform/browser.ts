@@ -121,6 +121,7 @@ export const platform: Platform = {
   writeFileAtomically: async (file) => {
     throw new InputError('file', `${file}: writing files ${NODE_ONLY}`);
   },
+  loadOriginalModel: async () => undefined,
   decodeImage: decodeImageInPage,
   readVideoFrames: readVideoFramesInPage,
   // navigator.deviceMemory is a rounded, capped hint (GiB); the wasm heap's own 4 GiB limit is checked apart.

@@ -16,6 +16,8 @@ import { configureNativeMatmul } from '../native';
 import { nativeKernelsActive } from '../native/kernels';
 import type { DecodeOptions, EncodedImage, RawImage } from '../processing/image';
 import type { ReadVideoOptions, VideoFrames, VideoSource } from '../processing/frames';
+import type { VideoLlavaForConditionalGeneration } from '../models/video_llava/modeling';
+import type { OriginalLoadOptions } from '../models/video_llava/original';
 import { ByteSource, ModelFiles } from './files';
 import { httpModelFiles } from './http';
 import type { ModelSourceOptions, Platform } from './types';
@@ -121,6 +123,12 @@ async function writeFileAtomically(file: string, write: (append: (bytes: Uint8Ar
   }
 }
 
+async function loadOriginalModel(dir: string, options: OriginalLoadOptions): Promise<VideoLlavaForConditionalGeneration | undefined> {
+  const { originalCheckpointDir, loadOriginalVideoLlava } = await import('../models/video_llava/original');
+  const original = await originalCheckpointDir(dir, options);
+  return original ? loadOriginalVideoLlava(original, options) : undefined;
+}
+
 async function decodeImage(input: EncodedImage, options: DecodeOptions): Promise<RawImage> {
   const { decodeImageWithSharp } = await import('../processing/image_decode');
   return decodeImageWithSharp(input, options);
@@ -185,6 +193,7 @@ export const platform: Platform = {
   openFile,
   readTextFile: (file) => fsp.readFile(file, 'utf8'),
   writeFileAtomically,
+  loadOriginalModel,
   decodeImage,
   readVideoFrames,
   availableMemory,

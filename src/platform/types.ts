@@ -7,6 +7,8 @@ import type { ResolveOptions } from '../hub/types';
 import type { NativeAddon } from '../native/addon';
 import type { DecodeOptions, EncodedImage, RawImage } from '../processing/image';
 import type { ReadVideoOptions, VideoFrames, VideoSource } from '../processing/frames';
+import type { VideoLlavaForConditionalGeneration } from '../models/video_llava/modeling';
+import type { OriginalLoadOptions } from '../models/video_llava/original';
 import type { ByteSource, ModelFiles } from './files';
 import type { ByteCache } from './http';
 
@@ -43,6 +45,13 @@ export interface Platform {
    * browser has no file system and refuses).
    */
   writeFileAtomically(file: string, write: (append: (bytes: Uint8Array) => Promise<void>) => Promise<void>): Promise<void>;
+
+  /**
+   * The original Video-LLaVA checkpoint at `dir` (LlavaLlamaForCausalLM config, PyTorch .bin shards), loaded with its
+   * LanguageBind towers as the original builder.py combines them; undefined where `dir` is not one. Node only: the
+   * browser reads safetensors checkpoints (convert an original one with `video-llava convert`).
+   */
+  loadOriginalModel(dir: string, options: OriginalLoadOptions): Promise<VideoLlavaForConditionalGeneration | undefined>;
 
   /** Encoded image → RGB (Node: sharp with Pillow's conventions; browser: its own decoder). */
   decodeImage(input: EncodedImage, options: DecodeOptions): Promise<RawImage>;

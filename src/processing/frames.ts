@@ -12,6 +12,8 @@ export interface ReadVideoOptions {
   numFrames?: number;
   /** Explicit frame numbers (0-based, in decode order) instead of uniform sampling. */
   indices?: readonly number[];
+  /** Frame numbers as a function of the decoded frame count (another sampling rule, e.g. the original's linspace). */
+  sampler?: (totalFrames: number) => readonly number[];
   /** Limit for the whole call, all ffmpeg runs together (default 120 000 ms). */
   timeoutMs?: number;
   signal?: AbortSignal;
@@ -72,7 +74,7 @@ export function explicitIndices(options: ReadVideoOptions): number[] | undefined
 
 /** The frames to keep, each once, ascending, past-the-end ones dropped (as read_video_pyav): sampled and kept. */
 export function framesToKeep(totalFrames: number, options: ReadVideoOptions, explicit = explicitIndices(options)): { sampled: number[]; wanted: number[] } {
-  const sampled = explicit ?? sampleFrameIndices(totalFrames, options.numFrames ?? 8);
+  const sampled = explicit ?? (options.sampler ? checkIndices(options.sampler(totalFrames)) : sampleFrameIndices(totalFrames, options.numFrames ?? 8));
   const wanted = [...new Set(sampled)].filter((i) => i < totalFrames).sort((a, b) => a - b);
   if (wanted.length === 0) {
     throw new InputError('indices', `every index is past the last frame (the video has ${totalFrames} frames, 0..${totalFrames - 1})`);

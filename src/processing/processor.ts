@@ -33,6 +33,7 @@ import {
 } from './image';
 import { VideoSource } from './frames';
 import { DecodeOptions, EncodeOptions, LlamaTokenizer } from './tokenizer';
+import { HorizontalFlipOptions, preprocessLanguageBindVideos } from './languagebind';
 
 /** The processor's own fields of processor_config.json; defaults are the Python `__init__` defaults. */
 export interface ProcessorConfig {
@@ -41,6 +42,7 @@ export interface ProcessorConfig {
   num_additional_image_tokens: number; // 1 (CLS)
   image_token: string; // "<image>"; a tokenizer that declares image_token wins
   video_token: string; // "<video>"; likewise
+  video_preprocessing: 'hf' | 'languagebind'; // not a transformers field: 'languagebind' = the original pipeline
 }
 
 export const PROCESSOR_DEFAULTS: ProcessorConfig = {
@@ -49,6 +51,7 @@ export const PROCESSOR_DEFAULTS: ProcessorConfig = {
   num_additional_image_tokens: 1,
   image_token: '<image>',
   video_token: '<video>',
+  video_preprocessing: 'hf',
 };
 
 /**
@@ -62,6 +65,14 @@ export interface ProcessorCallOptions extends EncodeOptions {
   videos?: VideoInput | VideoInput[];
   /** Frames sampled per video file (default 8), as np.arange(0, total, total / numFrames).astype(int). */
   numFrames?: number;
+  /**
+   * 'languagebind': the original Video-LLaVA video pipeline (./languagebind.ts: linspace frames, normalise, then
+   * bilinear short-side resize, centre crop) instead of the HF one. Default: processor_config.json's
+   * video_preprocessing, else 'hf'.
+   */
+  videoPreprocessing?: 'hf' | 'languagebind';
+  /** LanguageBind pipeline only: its random horizontal flip, seeded (off unless given). */
+  horizontalFlip?: HorizontalFlipOptions;
 }
 
 /** What the processor returns. The caller owns the tensors (see `disposeProcessorOutput`). */
@@ -87,6 +98,7 @@ export function parseProcessorConfig(raw: Json, file?: string): ProcessorConfig 
     num_additional_image_tokens: f.int('num_additional_image_tokens', PROCESSOR_DEFAULTS.num_additional_image_tokens),
     image_token: f.str('image_token', PROCESSOR_DEFAULTS.image_token),
     video_token: f.str('video_token', PROCESSOR_DEFAULTS.video_token),
+    video_preprocessing: f.str('video_preprocessing', 'hf', ['hf', 'languagebind'] as const),
   };
   if (config.patch_size < 1) throw new ConfigError('patch_size', `expected a positive integer, found ${config.patch_size}`, file);
   if (config.num_additional_image_tokens < 0) {
@@ -214,7 +226,12 @@ export class VideoLlavaProcessor {
     }
     let videoPixels: VideoPixels | undefined;
     if (videos && videos.length > 0) {
-      videoPixels = await this.preprocessVideos(videos, options.numFrames ?? 8);
+      const mode = options.videoPreprocessing ?? this.config.video_preprocessing;
+      if (mode !== 'hf' && mode !== 'languagebind') throw new InputError('videoPreprocessing', `expected "hf" or "languagebind", found ${JSON.stringify(mode)}`);
+      videoPixels =
+        mode === 'languagebind'
+          ? await preprocessLanguageBindVideos(videos, options.numFrames ?? 8, options.horizontalFlip, this.videoConfig.crop_size.height)
+          : await this.preprocessVideos(videos, options.numFrames ?? 8);
       const [, T, , H, W] = videoPixels.shape;
       const n = T * this.tokensPerFrame(H, W, 'video');
       replacements.push({ token: videoToken, counts: videos.map(() => n) });

@@ -12,7 +12,8 @@ import * as tf from '@tensorflow/tfjs';
 import { ConfigError, SafetensorsError, WeightsError } from '../errors';
 import { Json } from '../models/config_fields';
 import { VideoLlavaConfig } from '../models/video_llava/config';
-import { rawConfigOf } from '../models/video_llava/loading';
+import { quantizationOf, rawConfigOf } from '../models/video_llava/loading';
+import { bitsAndBytesConfigToJson } from '../quantization/config';
 import { VideoLlavaForConditionalGeneration } from '../models/video_llava/modeling';
 import { Module, Parameter } from '../layers/module';
 import { INDEX_FILE, SINGLE_FILE } from '../weights/checkpoint';
@@ -116,6 +117,7 @@ function configJson(config: VideoLlavaConfig): Json {
     pad_token_id: config.pad_token_id,
     text_config: { model_type: 'llama', ...text, rms_norm_eps: new PyFloat(rms_norm_eps), rope_parameters: { rope_type, ...floats(ropeFloats, ['original_max_position_embeddings']) } },
     vision_config: { model_type: 'clip_vision_model', ...vision, layer_norm_eps: new PyFloat(layer_norm_eps) },
+    ...(config.video_temporal_attention ? { video_temporal_attention: config.video_temporal_attention } : {}),
   };
 }
 
@@ -135,10 +137,12 @@ function sameValues(a: Parameter, b: Parameter): boolean {
   return tf.tidy(() => tf.all(tf.equal(a.value, b.value)).dataSync()[0] === 1);
 }
 
+const HALF_FORMATS = new Set(['bfloat16', 'float16']);
+
 /** 'auto' → the one format of the model's stored weights, else float32. */
 function resolveSaveDType(model: Module, dtype: SaveDType | 'auto'): SaveDType {
   if (dtype !== 'auto') return dtype;
-  const formats = new Set(model.namedParameters().flatMap(([, p]) => (p.stored ? [p.stored.format] : [])));
+  const formats = new Set(model.namedParameters().flatMap(([, p]) => (p.stored && HALF_FORMATS.has(p.stored.format) ? [p.stored.format] : [])));
   const [only] = formats;
   return formats.size === 1 && (only === 'bfloat16' || only === 'float16') ? only : 'float32';
 }
@@ -146,15 +150,16 @@ function resolveSaveDType(model: Module, dtype: SaveDType | 'auto'): SaveDType {
 async function writeShard(file: string, params: Array<[string, Parameter]>, dtype: SaveDType): Promise<void> {
   // Values in checkpoint layout (Linear keeps Wᵀ in memory), read to the host one parameter at a time; a weight
   // kept in the target format is written as its own bytes.
-  const entries: TensorEntry[] = params.map(([key, p]) => {
-    if (p.stored?.format === dtype) {
-      const [own] = p.stored.storedTensors();
-      return { name: key, dtype: own.dtype, shape: own.shape, data: own.data };
+  const entries: TensorEntry[] = params.flatMap(([key, p]): TensorEntry[] => {
+    // A weight kept in the target format, or quantized (saved as bitsandbytes saves it), is written as its own tensors.
+    if (p.stored && (p.stored.format === dtype || !HALF_FORMATS.has(p.stored.format))) {
+      const module = key.slice(0, key.length - 'weight'.length);
+      return p.stored.storedTensors().map((t) => ({ name: module + t.name, dtype: t.dtype, shape: t.shape, data: t.data }));
     }
     const t = p.checkpointValue();
     const data = t.dataSync() as Float32Array;
     t.dispose();
-    return { name: key, dtype: dtype === 'float32' ? 'F32' : SAFETENSORS_DTYPE[dtype], shape: [...p.shape], data };
+    return [{ name: key, dtype: dtype === 'float32' ? 'F32' : SAFETENSORS_DTYPE[dtype], shape: [...p.shape], data }];
   });
   await writeSafetensors(file, entries, SAFETENSORS_METADATA);
 }
@@ -203,6 +208,8 @@ export async function savePretrained(model: VideoLlavaForConditionalGeneration, 
   const config = (raw === undefined ? configJson(model.config) : parseLossless(raw)) as Json; // literals kept: 1.0 stays a float
   config.dtype = dtype;
   if ('torch_dtype' in config) config.torch_dtype = dtype;
+  const quantization = quantizationOf(model);
+  if (quantization && !('quantization_config' in config)) config.quantization_config = bitsAndBytesConfigToJson(quantization);
   await fsp.writeFile(path.join(dir, 'config.json'), toPythonJson(config) + '\n');
   files.push('config.json');
   return { files, weightMap };

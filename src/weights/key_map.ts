@@ -37,3 +37,37 @@ export function toLegacyKey(path: string): string {
 export function isIgnoredKey(key: string): boolean {
   return key.endsWith('.rotary_emb.inv_freq') || key.endsWith('embeddings.position_ids');
 }
+
+/**
+ * The original layouts (PKU-YuanGroup/Video-LLaVA and the LanguageBind tower repositories), a table of their own
+ * since those checkpoints are another model class: `LlavaLlamaForCausalLM` puts the Llama decoder at `model.*`,
+ * the projector at `model.mm_projector.{0,2}` (an nn.Sequential with the GELU at index 1) and copies of the towers
+ * at `model.<tower>.<tower>.*`; a tower repository (`LanguageBindVideo` / `LanguageBindImage`, a CLIP pair) keeps
+ * the vision tower at `vision_model.*`. Prefixes are tried in order.
+ */
+const ORIGINAL_TO_CURRENT: Array<[string, string]> = [
+  ['model.video_tower.video_tower.', 'model.video_tower.'],
+  ['model.image_tower.image_tower.', 'model.image_tower.'],
+  ['model.mm_projector.0.', 'model.multi_modal_projector.linear_1.'],
+  ['model.mm_projector.2.', 'model.multi_modal_projector.linear_2.'],
+  ['model.', 'model.language_model.'],
+  ['lm_head.', 'lm_head.'],
+];
+
+/** A key of the original Video-LLaVA checkpoint → module path (null for keys of no known part). */
+export function originalToModulePath(key: string): string | null {
+  const rule = ORIGINAL_TO_CURRENT.find(([from]) => key.startsWith(from));
+  return rule ? rule[1] + key.slice(rule[0].length) : null;
+}
+
+/** Module path → the original Video-LLaVA checkpoint's key. */
+export function toOriginalKey(path: string): string {
+  const rule = ORIGINAL_TO_CURRENT.find(([, to]) => path.startsWith(to));
+  if (!rule) throw new Error(`no original key for ${path}`);
+  return rule[0] + path.slice(rule[1].length);
+}
+
+/** A key of a LanguageBind tower repository → module path under `tower`; null for the text half of the pair. */
+export function towerToModulePath(key: string, tower: 'video_tower' | 'image_tower'): string | null {
+  return key.startsWith('vision_model.') ? `model.${tower}.${key.slice('vision_model.'.length)}` : null;
+}

@@ -36,8 +36,8 @@ export class Backing {
 
 /** A tensor as the checkpoint stores it, for saving. */
 export interface StoredTensor {
-  /** Appended to the parameter's key ('' for the weight itself; bitsandbytes formats add '.absmax' etc.). */
-  suffix: string;
+  /** Relative to the weight's module: 'weight' itself; bitsandbytes formats add 'weight.absmax', 'SCB' and others. */
+  name: string;
   dtype: DType;
   shape: number[];
   data: ArrayBufferView;
@@ -45,7 +45,7 @@ export interface StoredTensor {
 
 /** A [rows, cols] weight matrix kept in its stored format. */
 export abstract class StoredWeight {
-  /** 'bfloat16' | 'float16' here; quantized formats extend this. */
+  /** 'bfloat16' | 'float16' here; 'nf4' | 'fp4' | 'int8' in src/quantization/weights.ts. */
   abstract readonly format: string;
   abstract readonly byteLength: number;
   /** Products with this weight: exact float32 (default) or bfloat16 inputs with float32 accumulation. */
@@ -140,7 +140,7 @@ export class HalfWeight extends StoredWeight {
   }
 
   storedTensors(): StoredTensor[] {
-    return [{ suffix: '', dtype: SAFETENSORS_HALF[this.format], shape: [...this.shape], data: this.data }];
+    return [{ name: 'weight', dtype: SAFETENSORS_HALF[this.format], shape: [...this.shape], data: this.data }];
   }
 
   protected release(): void {

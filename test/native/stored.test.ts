@@ -89,6 +89,7 @@ describeAddon('native products with stored weights', () => {
     expect(ISAS).toContain(f.isa);
     if (f.amx) expect(f.bestIsa).toBe('amx');
     else if (f.avx512) expect(f.bestIsa).toBe('avx512');
+    else if (f.avx2) expect(f.bestIsa).toBe('avx2');
     console.log(`addon: ${JSON.stringify(f)}; kernel families tested: ${isas.join(', ')}`);
   });
 

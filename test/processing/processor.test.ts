@@ -116,6 +116,7 @@ describe('VideoLlavaProcessor parity with transformers', () => {
       num_additional_image_tokens: 1,
       image_token: '<image>',
       video_token: '<video>',
+      video_preprocessing: 'hf', // this package's field (the original LanguageBind pipeline is 'languagebind')
     });
     expect(processor.chatTemplate).toBeDefined();
     expect(processor.videoConfig).toEqual(processor.imageConfig);

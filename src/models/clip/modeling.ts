@@ -12,6 +12,7 @@ import { ClipMLP } from '../../layers/mlp';
 import { Module, ModuleList, Parameter, ParameterLayout } from '../../layers/module';
 import { LayerNorm } from '../../layers/norm';
 import { ClipVisionConfig, clipGrid } from './config';
+import { TemporalWeights, checkFrames, temporalBlock } from './temporal';
 
 /** The conv weight [D, C, p, p] kept as the matmul operand [C·p·p, D] (arranged once at load time). */
 function patchLayout(D: number, C: number, p: number): ParameterLayout {
@@ -108,24 +109,43 @@ export class ClipAttention extends Module<[tf.Tensor3D], tf.Tensor3D> {
   }
 }
 
-export class ClipEncoderLayer extends Module<[tf.Tensor3D], tf.Tensor3D> {
+export class ClipEncoderLayer extends Module<[tf.Tensor3D, number?], tf.Tensor3D> {
   readonly self_attn: ClipAttention;
   readonly layer_norm1: LayerNorm;
   readonly mlp: ClipMLP;
   readonly layer_norm2: LayerNorm;
+  // LanguageBind's temporal sub-block (original video tower only; see ./temporal.ts)
+  readonly temporal_embedding?: Parameter; // [1, maxFrames, D]
+  readonly temporal_layer_norm1?: LayerNorm;
+  readonly temporal_attn?: ClipAttention;
 
-  constructor(config: ClipVisionConfig) {
+  /** `temporalFrames` > 0 adds the temporal sub-block with an embedding for that many frames. */
+  constructor(config: ClipVisionConfig, temporalFrames = 0) {
     super();
     getActivation(config.hidden_act, 'vision_config.hidden_act'); // fail at build time, naming the field
+    const D = config.hidden_size;
     this.self_attn = this.addModule('self_attn', new ClipAttention(config));
-    this.layer_norm1 = this.addModule('layer_norm1', new LayerNorm(config.hidden_size, config.layer_norm_eps));
-    this.mlp = this.addModule('mlp', new ClipMLP(config.hidden_size, config.intermediate_size, config.hidden_act));
-    this.layer_norm2 = this.addModule('layer_norm2', new LayerNorm(config.hidden_size, config.layer_norm_eps));
+    this.layer_norm1 = this.addModule('layer_norm1', new LayerNorm(D, config.layer_norm_eps));
+    this.mlp = this.addModule('mlp', new ClipMLP(D, config.intermediate_size, config.hidden_act));
+    this.layer_norm2 = this.addModule('layer_norm2', new LayerNorm(D, config.layer_norm_eps));
+    if (temporalFrames > 0) {
+      this.temporal_embedding = this.addParameter('temporal_embedding', [1, temporalFrames, D]);
+      this.temporal_attn = this.addModule('temporal_attn', new ClipAttention(config));
+      this.temporal_layer_norm1 = this.addModule('temporal_layer_norm1', new LayerNorm(D, config.layer_norm_eps));
+    }
   }
 
-  forward(x: tf.Tensor3D): tf.Tensor3D {
+  temporalWeights(): TemporalWeights | null {
+    const { temporal_embedding, temporal_layer_norm1, temporal_attn } = this;
+    return temporal_embedding && temporal_layer_norm1 && temporal_attn ? { temporal_embedding, temporal_layer_norm1, temporal_attn } : null;
+  }
+
+  /** x [N·T, n, D]; `frames` = T, the frames of each video (used by the temporal sub-block only). */
+  forward(x: tf.Tensor3D, frames = 1): tf.Tensor3D {
     return tf.tidy(() => {
-      const h = tf.add(x, this.self_attn.call(this.layer_norm1.call(x) as tf.Tensor3D));
+      const temporal = this.temporalWeights();
+      const t = temporal ? temporalBlock(temporal, x, frames) : x;
+      const h = tf.add(t, this.self_attn.call(this.layer_norm1.call(t) as tf.Tensor3D));
       return tf.add(h, this.mlp.call(this.layer_norm2.call(h))) as tf.Tensor3D;
     });
   }
@@ -134,9 +154,9 @@ export class ClipEncoderLayer extends Module<[tf.Tensor3D], tf.Tensor3D> {
 export class ClipEncoder extends Module<[], never> {
   readonly layers: ModuleList<ClipEncoderLayer>;
 
-  constructor(config: ClipVisionConfig) {
+  constructor(config: ClipVisionConfig, temporalFrames = 0) {
     super();
-    const layers = Array.from({ length: config.num_hidden_layers }, () => new ClipEncoderLayer(config));
+    const layers = Array.from({ length: config.num_hidden_layers }, () => new ClipEncoderLayer(config, temporalFrames));
     this.layers = this.addModule('layers', new ModuleList(layers));
   }
 
@@ -150,6 +170,8 @@ export interface ClipVisionOptions {
   numLayers?: number;
   /** Which hidden states to return (index 0 = after pre_layrnorm, i = output of layer i−1). Default: all. */
   keep?: (index: number) => boolean;
+  /** Frames per video when the input is N videos of T frames laid out [N·T, C, H, W] (temporal towers only). Default 1. */
+  framesPerVideo?: number;
 }
 
 export interface ClipVisionOutput {
@@ -167,11 +189,15 @@ export class ClipVisionModel extends Module<[tf.Tensor4D, ClipVisionOptions?], C
   readonly encoder: ClipEncoder;
   readonly post_layernorm: LayerNorm; // loaded for completeness; Video-LLaVA never uses it
 
-  constructor(readonly config: ClipVisionConfig) {
+  /** `temporalFrames` > 0: every encoder layer gets LanguageBind's temporal sub-block (the original video tower). */
+  constructor(
+    readonly config: ClipVisionConfig,
+    readonly temporalFrames = 0,
+  ) {
     super();
     this.embeddings = this.addModule('embeddings', new ClipVisionEmbeddings(config));
     this.pre_layrnorm = this.addModule('pre_layrnorm', new LayerNorm(config.hidden_size, config.layer_norm_eps));
-    this.encoder = this.addModule('encoder', new ClipEncoder(config));
+    this.encoder = this.addModule('encoder', new ClipEncoder(config, temporalFrames));
     this.post_layernorm = this.addModule('post_layernorm', new LayerNorm(config.hidden_size, config.layer_norm_eps));
   }
 
@@ -181,18 +207,25 @@ export class ClipVisionModel extends Module<[tf.Tensor4D, ClipVisionOptions?], C
     if (pixels.rank !== 4 || c !== C || h !== size || w !== size) {
       throw new InputError('pixelValues', `expected [N, ${C}, ${size}, ${size}], found [${pixels.shape.join(', ')}]`);
     }
+    const frames = options.framesPerVideo ?? 1;
+    if (this.temporalFrames > 0) checkFrames(pixels.shape[0], frames, this.temporalFrames);
     const total = this.config.num_hidden_layers;
     const numLayers = Math.min(options.numLayers ?? total, total);
     const keep = options.keep ?? (() => true);
     const hiddenStates: Array<tf.Tensor3D | null> = new Array(total + 1).fill(null);
     let x = tf.tidy(() => this.pre_layrnorm.call(this.embeddings.call(pixels)) as tf.Tensor3D);
-    for (let i = 0; i <= numLayers; i++) {
-      if (i > 0) {
-        const next = this.encoder.layers.items[i - 1].call(x);
-        if (hiddenStates[i - 1] !== x) x.dispose();
-        x = next;
+    try {
+      for (let i = 0; i <= numLayers; i++) {
+        if (i > 0) {
+          const next = this.encoder.layers.items[i - 1].call(x, frames);
+          if (hiddenStates[i - 1] !== x) x.dispose();
+          x = next;
+        }
+        if (keep(i)) hiddenStates[i] = x;
       }
-      if (keep(i)) hiddenStates[i] = x;
+    } catch (e) {
+      tf.dispose([x, ...hiddenStates.filter((h): h is tf.Tensor3D => h !== null && h !== x)]);
+      throw e;
     }
     if (hiddenStates[numLayers] !== x) x.dispose();
     return { hiddenStates };

@@ -18,6 +18,12 @@ export interface VideoLlavaConfig {
   tie_word_embeddings: boolean; // false
   ignore_index: number; // -100
   pad_token_id: number | null;
+  /**
+   * LanguageBind's temporal attention in every video-tower layer (src/models/clip/temporal.ts), present in the
+   * original checkpoints and dropped by the HF port: `{ num_frames }` = frames the temporal embedding covers.
+   * Not a transformers field: null (absent) gives the HF architecture.
+   */
+  video_temporal_attention: { num_frames: number } | null;
 }
 
 /** The vision defaults VideoLlavaConfig uses when vision_config is absent: CLIP ViT-L/14 at 224 px. */
@@ -51,9 +57,17 @@ export function parseVideoLlavaConfig(raw: Json, file?: string): VideoLlavaConfi
     tie_word_embeddings: f.bool('tie_word_embeddings', false),
     ignore_index: f.int('ignore_index', -100),
     pad_token_id: f.optInt('pad_token_id'),
+    video_temporal_attention: parseTemporal(f.sub('video_temporal_attention')),
   };
   checkFeatureLayers(cfg, file);
   return cfg;
+}
+
+function parseTemporal(f: FieldReader | null): { num_frames: number } | null {
+  if (!f) return null;
+  const frames = f.int('num_frames', 8);
+  if (frames < 1) throw new ConfigError('video_temporal_attention.num_frames', `expected a positive integer, found ${frames}`, f.file);
+  return { num_frames: frames };
 }
 
 function checkFeatureLayers(cfg: VideoLlavaConfig, file?: string): void {

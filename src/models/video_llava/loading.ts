@@ -17,6 +17,9 @@ import { loadVideoLlavaConfig } from './config';
 import { WeightMemory, checkWeightsFit } from './memory';
 import { VideoLlavaForConditionalGeneration } from './modeling';
 import { FormatOptions, checkFormatOptions, readHalfWeight, storedFormat } from './weight_formats';
+import { Quantization, QuantizationOptions, quantizedCompute, readQuantizedWeight, resolveQuantization, splitAuxKey } from './quantized';
+import { BitsAndBytesConfig } from '../../quantization/config';
+import { Json } from '../config_fields';
 
 export interface LoadProgress {
   tensorsLoaded: number;
@@ -37,6 +40,12 @@ export interface LoadOptions extends Omit<ResolveOptions, 'onProgress' | 'allowP
   onDownloadProgress?: ResolveOptions['onProgress'];
   /** Called after each tensor is loaded. */
   onProgress?: (progress: LoadProgress) => void;
+  /**
+   * bitsandbytes quantization at load (like BitsAndBytesConfig in from_pretrained): `{ bits: 4, type: 'nf4',
+   * doubleQuant: true }` or `{ bits: 8 }`. Checkpoints saved quantized (quantization_config in config.json) load as
+   * saved without it.
+   */
+  quantization?: QuantizationOptions;
   /** Throw on checkpoint keys the model does not use (default false: they are reported through onUnexpectedKeys). */
   strict?: boolean;
   onUnexpectedKeys?: (keys: string[]) => void;
@@ -44,9 +53,15 @@ export interface LoadOptions extends Omit<ResolveOptions, 'onProgress' | 'allowP
 
 /** The config.json text each loaded model came from, unknown fields included (savePretrained writes it back). */
 const RAW_CONFIGS = new WeakMap<VideoLlavaForConditionalGeneration, string>();
+/** The bitsandbytes quantization a model was loaded with (savePretrained writes it as quantization_config). */
+const QUANTIZATIONS = new WeakMap<VideoLlavaForConditionalGeneration, BitsAndBytesConfig>();
 
 export function rawConfigOf(model: VideoLlavaForConditionalGeneration): string | undefined {
   return RAW_CONFIGS.get(model);
+}
+
+export function quantizationOf(model: VideoLlavaForConditionalGeneration): BitsAndBytesConfig | undefined {
+  return QUANTIZATIONS.get(model);
 }
 
 export async function loadVideoLlava(idOrDir: string | ModelFiles, options: LoadOptions = {}): Promise<VideoLlavaForConditionalGeneration> {
@@ -59,13 +74,18 @@ export async function loadVideoLlava(idOrDir: string | ModelFiles, options: Load
   const dir = files.location;
   const config = await loadVideoLlavaConfig(files);
   const model = new VideoLlavaForConditionalGeneration(config);
-  RAW_CONFIGS.set(model, files.text('config.json') ?? '');
+  const rawConfig = files.text('config.json') ?? '';
+  RAW_CONFIGS.set(model, rawConfig);
+  const quantization = resolveQuantization(model, options.quantization, JSON.parse(rawConfig) as Json, `${dir}/config.json`);
+  if (quantization) QUANTIZATIONS.set(model, quantization.config);
   const params = new Map<string, Parameter>(model.namedParameters());
   const checkpoint = await Checkpoint.open(files);
   try {
-    const plan = planLoad(checkpoint.keys(), params);
-    const formatOf = (key: string, path: string) => storedFormat(params.get(path)!, checkpoint.info(key).dtype, formats);
-    checkWeightsFit(weightMemory(plan, params, formatOf), dir);
+    const aux = auxKeys(checkpoint.keys(), quantization);
+    const plan = planLoad(checkpoint.keys().filter((k) => !aux.keys.has(k)), params);
+    const quantized = (path: string) => !!quantization && path.endsWith('.weight') && quantization.modules.has(path.slice(0, -'.weight'.length));
+    const formatOf = (key: string, path: string) => (quantized(path) ? 'quantized' : storedFormat(params.get(path)!, checkpoint.info(key).dtype, formats));
+    checkWeightsFit(weightMemory(plan, params, formatOf, quantization), dir);
     if (plan.unexpected.length > 0) {
       if (options.strict) throw new WeightsError(`checkpoint in ${dir} has ${plan.unexpected.length} keys the model does not use: ${preview(plan.unexpected)}`);
       options.onUnexpectedKeys?.(plan.unexpected);
@@ -81,7 +101,8 @@ export async function loadVideoLlava(idOrDir: string | ModelFiles, options: Load
     for (const [key, path] of plan.entries) {
       const param = params.get(path)!;
       const format = formatOf(key, path);
-      if (format) param.setStored(await readHalfWeight(checkpoint, key, format, formats.computeDtype), key);
+      if (format === 'quantized') param.setStored(await readQuantizedWeight(checkpoint, key, quantization!, aux.byModule, quantizedCompute(quantization!, formats.computeDtype)), key);
+      else if (format) param.setStored(await readHalfWeight(checkpoint, key, format, formats.computeDtype), key);
       else param.set(await checkpoint.readTensor(key), key);
       bytesLoaded += checkpoint.info(key).byteLength;
       options.onProgress?.({ tensorsLoaded: ++tensorsLoaded, tensorsTotal: plan.entries.length, bytesLoaded, bytesTotal });
@@ -101,16 +122,42 @@ export async function loadVideoLlava(idOrDir: string | ModelFiles, options: Load
 }
 
 /** What the model will hold once loaded: float32 tensors in the heap, and weights kept as stored. */
-function weightMemory(plan: LoadPlan, params: Map<string, Parameter>, formatOf: (key: string, path: string) => string | null): WeightMemory {
+function weightMemory(
+  plan: LoadPlan,
+  params: Map<string, Parameter>,
+  formatOf: (key: string, path: string) => string | null,
+  quantization: Quantization | null,
+): WeightMemory {
   const keyOf = new Map(plan.entries.map(([key, path]) => [path, key]));
   const need: WeightMemory = { heapBytes: 0, storedBytes: 0 };
   for (const [path, param] of params) {
     const key = keyOf.get(path) ?? (path === 'lm_head.weight' ? keyOf.get('model.language_model.embed_tokens.weight') : undefined);
     const format = key === undefined ? null : formatOf(key, path);
-    if (format && keyOf.has(path)) need.storedBytes += param.size * 2;
+    if (format === 'quantized') need.storedBytes += quantizedBytes(param.size, param.shape[0], quantization!);
+    else if (format && keyOf.has(path)) need.storedBytes += param.size * 2;
     else if (!format) need.heapBytes += param.size * 4; // a tied head shares a stored table: nothing more
   }
   return need;
+}
+
+/** Bytes a quantized weight keeps: codes plus float32 scales (per block, or per row for 8-bit). */
+function quantizedBytes(size: number, rows: number, q: Quantization): number {
+  return q.config.load_in_8bit ? size + 4 * rows : Math.ceil(size / 2) + 4 * Math.ceil(size / q.blockSize);
+}
+
+/** The tensors a quantized checkpoint stores next to each `weight`, grouped by module; none without quantization. */
+function auxKeys(keys: string[], quantization: Quantization | null): { keys: Set<string>; byModule: Map<string, string[]> } {
+  const out = { keys: new Set<string>(), byModule: new Map<string, string[]>() };
+  if (!quantization?.preQuantized) return out;
+  for (const key of keys) {
+    const split = splitAuxKey(key);
+    if (!split) continue;
+    out.keys.add(key);
+    const list = out.byModule.get(split[0]) ?? [];
+    list.push(split[1]);
+    out.byModule.set(split[0], list);
+  }
+  return out;
 }
 
 interface LoadPlan {

@@ -17,6 +17,8 @@ export const WASM_WEIGHT_LIMIT_BYTES = 3.5 * 1024 ** 3;
 export const MEMORY_MARGIN_BYTES = 1024 ** 3;
 
 export const gib = (bytes: number): string => `${(bytes / 1024 ** 3).toFixed(1)} GiB`;
+/** GiB from 1 GiB up, else MiB: for summaries of models of any size. */
+export const formatBytes = (bytes: number): string => (bytes >= 1024 ** 3 ? gib(bytes) : `${(bytes / 1024 ** 2).toFixed(1)} MiB`);
 
 /** Memory the platform can give now: MemAvailable on Linux (free + reclaimable cache), else os.freemem(); the browser's guess. */
 export function availableMemory(): number {
@@ -78,8 +80,8 @@ export function checkWorkingMemory(bytes: number, what: string, available = avai
 }
 
 /** What a loaded model holds, by where and in which format (a tied head's shared table counted once). */
-export function weightMemoryOf(model: Module): WeightMemory & { storedByFormat: Record<string, number> } {
-  const out = { heapBytes: 0, storedBytes: 0, storedByFormat: {} as Record<string, number> };
+export function weightMemoryOf(model: Module): WeightMemory & { storedByFormat: Record<string, number>; countByFormat: Record<string, number> } {
+  const out = { heapBytes: 0, storedBytes: 0, storedByFormat: {} as Record<string, number>, countByFormat: {} as Record<string, number> };
   const seen = new Set<object>();
   for (const [, p] of model.namedParameters()) {
     if (!p.loaded) continue;
@@ -90,6 +92,7 @@ export function weightMemoryOf(model: Module): WeightMemory & { storedByFormat: 
       seen.add(w);
       out.storedBytes += w.byteLength;
       out.storedByFormat[w.format] = (out.storedByFormat[w.format] ?? 0) + w.byteLength;
+      out.countByFormat[w.format] = (out.countByFormat[w.format] ?? 0) + 1;
     }
   }
   return out;

@@ -11,6 +11,7 @@ import { Linear } from '../../layers/linear';
 import { Module } from '../../layers/module';
 import { ClipVisionModel } from '../clip/modeling';
 import { LlamaModel } from '../llama/modeling';
+import { platform } from '../../platform';
 import { causalLmLoss } from '../../training/loss';
 import { VideoLlavaConfig, featureLayers } from './config';
 import { mergePlaceholders } from './merge';
@@ -73,7 +74,7 @@ export class VideoLlavaModel extends Module<[], never> {
     super();
     const vision = config.vision_config;
     this.image_tower = this.addModule('image_tower', new ClipVisionModel(vision));
-    this.video_tower = this.addModule('video_tower', new ClipVisionModel(vision));
+    this.video_tower = this.addModule('video_tower', new ClipVisionModel(vision, config.video_temporal_attention?.num_frames ?? 0));
     const inDim = vision.hidden_size * featureLayers(config).length;
     this.multi_modal_projector = this.addModule(
       'multi_modal_projector',
@@ -97,10 +98,11 @@ export class VideoLlavaModel extends Module<[], never> {
     pixels: tf.Tensor4D,
     dropCls: boolean,
     keepAll: boolean,
+    framesPerVideo = 1,
   ): { features: tf.Tensor3D; towerStates?: Array<tf.Tensor3D | null> } {
     const indices = this.featureIndices();
     const numLayers = keepAll ? this.config.vision_config.num_hidden_layers : Math.max(...indices);
-    const { hiddenStates } = tower.call(pixels, { numLayers, keep: (i) => keepAll || indices.includes(i) });
+    const { hiddenStates } = tower.call(pixels, { numLayers, keep: (i) => keepAll || indices.includes(i), framesPerVideo });
     const features = tf.tidy(() => {
       const pool = indices.map((i) => {
         const h = hiddenStates[i] as tf.Tensor3D;
@@ -127,7 +129,7 @@ export class VideoLlavaModel extends Module<[], never> {
     const [N, T, C, H, W] = pixels.shape;
     const frames = tf.reshape(pixels, [N * T, C, H, W]) as tf.Tensor4D;
     try {
-      return this.towerFeatures(this.video_tower, frames, false, keepTowerStates);
+      return this.towerFeatures(this.video_tower, frames, false, keepTowerStates, T);
     } finally {
       frames.dispose();
     }
@@ -145,8 +147,17 @@ export class VideoLlavaForConditionalGeneration extends Module<[VideoLlavaForwar
     this.lm_head = this.addModule('lm_head', new Linear(text.hidden_size, text.vocab_size, false));
   }
 
-  /** Loads config.json and the safetensors weights of a model directory, Hub id or URL (src/platform/files.ts). */
-  static async fromPretrained(dir: string | import('../../platform/files').ModelFiles, options: import('./loading').LoadOptions = {}): Promise<VideoLlavaForConditionalGeneration> {
+  /**
+   * Loads config.json and the safetensors weights of a model directory, Hub id or URL (src/platform/files.ts). An
+   * original Video-LLaVA checkpoint (LlavaLlamaForCausalLM config, pytorch_model*.bin; Node only) is loaded with its
+   * LanguageBind towers, as the original builder.py combines them (./original.ts; options videoTower, imageTower,
+   * towerWeights).
+   */
+  static async fromPretrained(dir: string | import('../../platform/files').ModelFiles, options: import('./original').OriginalLoadOptions = {}): Promise<VideoLlavaForConditionalGeneration> {
+    if (typeof dir === 'string') {
+      const original = await platform.loadOriginalModel(dir, options);
+      if (original) return original;
+    }
     const { loadVideoLlava } = await import('./loading');
     return loadVideoLlava(dir, options);
   }
@@ -185,11 +196,22 @@ export class VideoLlavaForConditionalGeneration extends Module<[VideoLlavaForwar
     return { lastHiddenState: last!, hiddenStates: undefined, attentions: undefined };
   }
 
+  /**
+   * The ids to embed: placeholder ids past the vocabulary (the original checkpoints have no placeholder rows) are
+   * looked up as 0; their rows are replaced by features anyway.
+   */
+  private embeddableIds(ids: number[][]): number[][] {
+    const vocab = this.config.text_config.vocab_size;
+    const past = [this.config.image_token_index, this.config.video_token_index].filter((id) => id >= vocab);
+    return past.length === 0 ? ids : ids.map((row) => row.map((id) => (past.includes(id) ? 0 : id)));
+  }
+
   forward(input: VideoLlavaForwardInput): VideoLlavaForwardOutput {
     const ids = toRows(input.inputIds, 'inputIds');
     if (!ids || ids.length === 0 || ids[0].length === 0) throw new InputError('inputIds', 'expected a non-empty [batch, length] matrix');
     const lm = this.model.language_model;
-    lm.embed_tokens.checkIds(ids.flat());
+    const textIds = this.embeddableIds(ids);
+    lm.embed_tokens.checkIds(textIds.flat());
     const out: Partial<VideoLlavaForwardOutput> = {};
     const keepTower = input.outputVisionHiddenStates ?? false;
     const owned: tf.Tensor[] = [];
@@ -208,7 +230,7 @@ export class VideoLlavaForConditionalGeneration extends Module<[VideoLlavaForwar
         out.videoTowerHiddenStates = r.towerStates;
         owned.push(videoFeatures, ...liveTensors(r.towerStates));
       }
-      const tokenEmbeds = tf.tidy(() => lm.embed_tokens.call(tf.tensor2d(ids, undefined, 'int32')) as tf.Tensor3D);
+      const tokenEmbeds = tf.tidy(() => lm.embed_tokens.call(tf.tensor2d(textIds, undefined, 'int32')) as tf.Tensor3D);
       owned.push(tokenEmbeds);
       const embeds = mergePlaceholders(tokenEmbeds, ids, [
         { tokenId: this.config.image_token_index, features: imageFeatures, argument: 'pixelValuesImages', kind: 'image' },
