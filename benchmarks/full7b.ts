@@ -3,7 +3,8 @@
  * layout of LanguageBind/Video-LLaVA-7B-hf (its config.json, bfloat16, three shards with
  * model.safetensors.index.json, legacy key names, the real 32000-token Llama vocabulary plus <image>, <video>,
  * <pad>) is written once to a folder outside git; then `video-llava generate` runs on it with an image prompt and
- * an 8-frame video prompt, once per weight variant, each in a fresh process (its own peak RSS), and PyTorch
+ * an 8-frame video prompt, once per weight variant (bf16 as stored, bf16 compute, NF4 and int8 quantized at load),
+ * each in a fresh process (its own peak RSS), and PyTorch
  * bfloat16 (the anchor: float32 PyTorch does not fit) runs on the same folder and the same inputs in the same run.
  *
  *   npm run bench:7b [-- --dir DIR] [--variants bf16,bf16c] [--prompts image,video] [--new-tokens 16]
@@ -31,9 +32,13 @@ const PROMPTS = {
 type PromptName = keyof typeof PROMPTS;
 
 /** Weight variants: name → extra `generate` flags. */
-const VARIANTS: Record<string, { label: string; args: string[] }> = {
-  bf16: { label: 'bf16 weights, float32 compute', args: [] },
-  bf16c: { label: 'bf16 weights, bf16 compute', args: ['--compute-dtype', 'bf16'] },
+const VARIANTS: Record<string, { label: string; args: string[]; bytesPerWeight: number }> = {
+  bf16: { label: 'bf16 weights, float32 compute', args: [], bytesPerWeight: 2 },
+  bf16c: { label: 'bf16 weights, bf16 compute', args: ['--compute-dtype', 'bf16'], bytesPerWeight: 2 },
+  // NF4 with double quantization, as Video-LLaVA's documentation loads it; blocks of 64: 0.5 + 4/64 bytes a weight
+  nf4: { label: 'NF4 (double quant), float32 compute', args: ['--load-in-4bit', '--bnb-4bit-quant-type', 'nf4', '--bnb-4bit-use-double-quant'], bytesPerWeight: 0.5625 },
+  nf4c: { label: 'NF4 (double quant), bf16 compute', args: ['--load-in-4bit', '--bnb-4bit-quant-type', 'nf4', '--bnb-4bit-use-double-quant', '--compute-dtype', 'bf16'], bytesPerWeight: 0.5625 },
+  int8: { label: 'int8 (LLM.int8 weights), float32 compute', args: ['--load-in-8bit'], bytesPerWeight: 1 },
 };
 
 interface Options {
@@ -173,12 +178,12 @@ function runTorch(o: Options, prompt: PromptName, scratch: string): Record<strin
   return { ok: true, ...JSON.parse(line) };
 }
 
-/** Weight bytes read per decoded token: every decoder Linear and lm_head, at `bytesPerWeight`. */
+/** Weight bytes read per decoded token: every decoder Linear at `bytesPerWeight`, lm_head in bfloat16 (never quantized). */
 function decodeBytesPerToken(bytesPerWeight: number): number {
   const t = JSON.parse(fs.readFileSync(PUBLISHED_CONFIG, 'utf8')).expected.text_config;
   const D = t.hidden_size;
   const perLayer = 4 * D * D + 3 * D * t.intermediate_size;
-  return (t.num_hidden_layers * perLayer + t.vocab_size * D) * bytesPerWeight;
+  return t.num_hidden_layers * perLayer * bytesPerWeight + t.vocab_size * D * 2;
 }
 
 const fmt = (x: unknown, digits = 1) => (typeof x === 'number' && Number.isFinite(x) ? x.toFixed(digits) : 'n/a');
@@ -221,7 +226,7 @@ async function main(): Promise<void> {
     '|---|---|---|---|---|---|---|---|---|---|',
     ...results.map((r) =>
       r.ok
-        ? `| ${VARIANTS[r.variant].label} | ${r.prompt} | ${r.promptTokens} | ${fmt((r.loadMs ?? 0) / 1000)} | ${fmt((r.visionMs ?? 0) / 1000)} | ${fmt((r.timeToFirstTokenMs ?? 0) / 1000)} | ${fmt(r.prefillTokensPerSec)} | ${fmt(r.decodeTokensPerSec, 2)} | ${fmt((r.decodeTokensPerSec ?? 0) / (bandwidth / decodeBytesPerToken(2)), 2)} | ${gb(r.peakRssBytes)} |`
+        ? `| ${VARIANTS[r.variant].label} | ${r.prompt} | ${r.promptTokens} | ${fmt((r.loadMs ?? 0) / 1000)} | ${fmt((r.visionMs ?? 0) / 1000)} | ${fmt((r.timeToFirstTokenMs ?? 0) / 1000)} | ${fmt(r.prefillTokensPerSec)} | ${fmt(r.decodeTokensPerSec, 2)} | ${fmt((r.decodeTokensPerSec ?? 0) / (bandwidth / decodeBytesPerToken(VARIANTS[r.variant].bytesPerWeight)), 2)} | ${gb(r.peakRssBytes)} |`
         : `| ${VARIANTS[r.variant].label} | ${r.prompt} | failed: ${r.error} |`,
     ),
     ...torch.map((r) =>
@@ -234,7 +239,8 @@ async function main(): Promise<void> {
     `# Full-size synthetic Video-LLaVA-7B (${new Date().toISOString()})`,
     '',
     `Machine: ${os.cpus()[0]?.model}, ${os.availableParallelism()} cores, ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB. Addon: ${features ? `${features.isa}, ${features.threads} threads` : 'not built'}.`,
-    `Read bandwidth (all threads) ${(bandwidth / 1e9).toFixed(1)} GB/s; a bf16 decode step reads ${gb(decodeBytesPerToken(2))} GB of weights → bandwidth bound ${fmt(bandwidth / decodeBytesPerToken(2), 2)} tok/s.`,
+    `Read bandwidth (all threads) ${(bandwidth / 1e9).toFixed(1)} GB/s; a decode step reads ${gb(decodeBytesPerToken(2))} GB of weights in bf16 (bound ${fmt(bandwidth / decodeBytesPerToken(2), 2)} tok/s), ` +
+      `${gb(decodeBytesPerToken(0.5625))} GB in NF4 (bound ${fmt(bandwidth / decodeBytesPerToken(0.5625), 2)} tok/s), ${gb(decodeBytesPerToken(1))} GB in int8; "decode ÷ bound" uses the run's format.`,
     `${o.newTokens} new tokens per run; decode rate over tokens 2..${o.newTokens}; TTFT = vision + prefill.`,
     '',
   ];

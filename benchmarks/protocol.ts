@@ -100,3 +100,20 @@ export interface StatsResult {
 }
 
 export type Reply = { id: number; ok: true; result: unknown } | { id: number; ok: false; error: string };
+
+/** What benchmarks/browser.ts asks the page (benchmarks/web/bench.ts) to time, and its answer. */
+export interface PageBenchRequest {
+  backend: string;
+  model: string;
+  stages: Array<{ key: string; stage: StageSpec }>;
+  repeats: number;
+  minMs: number;
+}
+
+export interface PageBenchResult {
+  backend: string;
+  loadMs: number;
+  /** ms of each repeat, per stage */
+  stages: Record<string, number[]>;
+  probes: Record<string, number>;
+}

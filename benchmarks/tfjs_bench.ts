@@ -16,20 +16,17 @@ import * as os from 'os';
 import * as tf from '@tensorflow/tfjs';
 import { useHeadByHead } from '../src/layers/attention';
 import { setBackend } from '../src/backend';
-import { DynamicCache } from '../src/generation/cache';
-import { featureLayers } from '../src/models/video_llava/config';
 import { loadVideoLlava } from '../src/models/video_llava/loading';
 import { VideoLlavaForConditionalGeneration } from '../src/models/video_llava/modeling';
-import { clipGrid } from '../src/models/clip/config';
 import { Checkpoint } from '../src/weights/checkpoint';
 import { decodeBFloat16, decodeFloat16 } from '../src/weights/dtype';
-import { INPUT_NAMES, benchInput } from './inputs';
+import { benchInput } from './inputs';
+import { Prepared, prepareStage, runPrepared } from './stages';
 import {
   GemmResult,
   Hello,
   LoadResult,
   MemoryResult,
-  Probe,
   REPLY_PREFIX,
   Request,
   RunResult,
@@ -105,13 +102,6 @@ function resetPeak(): void {
   resetPeakRss();
 }
 
-interface Prepared {
-  before?(): void; // untimed, before each iteration
-  run(): tf.Tensor; // timed
-  after?(): void; // untimed
-  dispose(): void;
-}
-
 let model: VideoLlavaForConditionalGeneration | null = null;
 const stages = new Map<string, Prepared>();
 
@@ -121,86 +111,13 @@ function needModel(): VideoLlavaForConditionalGeneration {
 }
 
 function prepare(stage: StageSpec): Prepared {
-  const m = needModel();
-  const cfg = m.config;
-  const v = cfg.vision_config;
-  const t = cfg.text_config;
-  switch (stage.kind) {
-    case 'vision': {
-      const shape: [number, number, number, number] = [stage.frames, v.num_channels, v.image_size, v.image_size];
-      const pixels = tf.tensor(benchInput(INPUT_NAMES.pixels, shape), shape, 'float32') as tf.Tensor4D;
-      const n = v.num_hidden_layers;
-      const tower = m.model.video_tower;
-      return {
-        run: () => tower.call(pixels, { keep: (i) => i === n }).hiddenStates[n]!,
-        dispose: () => pixels.dispose(),
-      };
-    }
-    case 'projector': {
-      const shape = [stage.frames, clipGrid(v).positions, v.hidden_size * featureLayers(cfg).length];
-      const x = tf.tensor(benchInput(INPUT_NAMES.projector, shape), shape, 'float32');
-      return { run: () => m.model.multi_modal_projector.call(x), dispose: () => x.dispose() };
-    }
-    case 'prefill': {
-      let cache: DynamicCache | null = null;
-      return {
-        before: () => (cache = new DynamicCache()),
-        run: () => m.forward({ inputIds: [stage.ids], cache: cache!, logitsToKeep: 1 }).logits,
-        after: () => cache?.dispose(),
-        dispose: () => cache?.dispose(),
-      };
-    }
-    case 'decode': {
-      const shape: [number, number, number, number] = [1, t.num_key_value_heads, stage.past, t.head_dim];
-      const keys: tf.Tensor4D[] = [];
-      const values: tf.Tensor4D[] = [];
-      for (let l = 0; l < t.num_hidden_layers; l++) {
-        keys.push(tf.tensor(benchInput(INPUT_NAMES.cacheKey(l), shape), shape, 'float32') as tf.Tensor4D);
-        values.push(tf.tensor(benchInput(INPUT_NAMES.cacheValue(l), shape), shape, 'float32') as tf.Tensor4D);
-      }
-      let cache: DynamicCache | null = null;
-      return {
-        before: () => {
-          cache = new DynamicCache(); // holds clones: shared data, no copy
-          keys.forEach((k, l) => cache!.update(l, k, values[l]));
-          cache.commit(stage.past);
-        },
-        run: () => m.forward({ inputIds: [stage.ids], cache: cache!, logitsToKeep: 1 }).logits,
-        after: () => cache?.dispose(),
-        dispose: () => {
-          cache?.dispose();
-          tf.dispose([...keys, ...values]);
-        },
-      };
-    }
-  }
+  return prepareStage(needModel(), stage);
 }
 
-function probe(y: tf.Tensor): Probe {
-  const data = y.dataSync() as Float32Array;
-  let absSum = 0;
-  for (let i = 0; i < data.length; i++) absSum += Math.abs(data[i]);
-  return { absSum, head: Array.from(data.subarray(0, 8)), shape: [...y.shape] };
-}
-
-function runStage(key: string, minMs: number): RunResult {
+function runStage(key: string, minMs: number): Promise<RunResult> {
   const s = stages.get(key);
   if (!s) throw new Error(`stage ${key} was not prepared`);
-  let total = 0;
-  let iters = 0;
-  let last: Probe | null = null;
-  while (iters === 0 || (total < minMs && iters < 1000)) {
-    s.before?.();
-    const t0 = performance.now();
-    const y = s.run();
-    y.dataSync(); // wasm and cpu run kernels synchronously; this only makes the end of the work explicit
-    total += performance.now() - t0;
-    iters++;
-    if (total >= minMs || iters >= 1000) last = probe(y);
-    y.dispose();
-    s.after?.();
-  }
-  return { ms: total / iters, iters, probe: last! };
+  return runPrepared(s, minMs);
 }
 
 async function memoryOf(key: string): Promise<MemoryResult> {

@@ -6,8 +6,8 @@ import * as tf from '@tensorflow/tfjs';
 import { setBackend } from '../backend';
 import { GenerateOptions, generate, loadGenerationConfig } from '../generation/generate';
 import { VideoLlavaForConditionalGeneration } from '../models/video_llava/modeling';
-import { ChatContent } from '../processing/chat_template';
 import { VideoLlavaProcessor } from '../processing/processor';
+import { buildPrompt } from '../processing/prompt';
 import { SAMPLING_OPTIONS, WEIGHT_HELP, WEIGHT_OPTIONS, intOption, parse, required, samplingOptions, weightOptions } from './args';
 import { downloadProgress, loadProgressBar } from './progress';
 import { resolveModel } from '../hub';
@@ -81,17 +81,7 @@ const OPTIONS = {
   help: { type: 'boolean', short: 'h' },
 } as const;
 
-/** The prompt as given when it already has placeholders or roles, else wrapped in the chat template. */
-export function buildPrompt(processor: VideoLlavaProcessor, prompt: string, images: number, videos: number): string {
-  const { image_token: img, video_token: vid } = processor.config;
-  if (prompt.includes(img) || prompt.includes(vid) || /^\s*USER:/.test(prompt)) return prompt;
-  const content: ChatContent[] = [
-    ...Array.from({ length: images }, () => ({ type: 'image' as const })),
-    ...Array.from({ length: videos }, () => ({ type: 'video' as const })),
-    { type: 'text', text: prompt },
-  ];
-  return processor.applyChatTemplate([{ role: 'user', content }], { addGenerationPrompt: true });
-}
+export { buildPrompt };
 
 const rate = (tokens: number, ms: number) => (ms > 0 ? (tokens / ms) * 1000 : 0);
 

@@ -8,6 +8,7 @@ import { GENERATE_HELP, generateCommand } from './generate';
 import { PARITY_HELP, parityCommand } from './parity';
 import { PREPROCESS_HELP, preprocessCommand } from './preprocess';
 import { WORKER_HELP, workerCommand } from './worker';
+import { WEB_HELP, webCommand } from './web';
 
 const HELP = `video-llava — Video-LLaVA on TensorFlow.js
 
@@ -15,6 +16,7 @@ Usage:
   video-llava generate --model DIR [--video F]... [--image F]... --prompt TEXT [--max-new-tokens N]
   video-llava forward --model DIR --inputs IN.safetensors --out OUT.safetensors [--hidden-states]
   video-llava parity [--fixtures DIR] [--model NAME]
+  video-llava web [--port N]
   video-llava convert --model SRC --out DIR [--to hf|original]
   video-llava eval --model DIR --manifest IN.jsonl --output OUT.jsonl [--queue redis://HOST:PORT]
   video-llava worker --queue redis://HOST:PORT --model DIR
@@ -25,6 +27,7 @@ Commands:
   forward      run one forward pass on tensors from a safetensors file, write logits (parity with Python)
   preprocess   run the processor on files and write input_ids / pixel values (parity with Python)
   parity       per-stage max differences from Python on the reference fixtures
+  web          serve the demo page: the model answering in the browser (wasm, WebGL, WebGPU)
   convert      between the original Video-LLaVA/LanguageBind checkpoints and the Hugging Face layout
   eval         answer a manifest of questions (resumable; scores and a summary table), locally or on a queue
   worker       run eval items from a Redis queue (BullMQ) with a model loaded once
@@ -39,6 +42,7 @@ const COMMANDS: Record<string, { run: Command; help: string }> = {
   forward: { run: forwardCommand, help: FORWARD_HELP },
   parity: { run: parityCommand, help: PARITY_HELP },
   preprocess: { run: preprocessCommand, help: PREPROCESS_HELP },
+  web: { run: webCommand, help: WEB_HELP },
   convert: { run: convertCommand, help: CONVERT_HELP },
   eval: { run: evalCommand, help: EVAL_HELP },
   worker: { run: workerCommand, help: WORKER_HELP },

@@ -23,14 +23,14 @@
  * normally with `aborted: true` and finishReason 'aborted' for the rows still running (no exception:
  * the tokens made so far and the timings stay available, e.g. for a CLI on Ctrl-C).
  */
-import * as fs from 'fs';
-import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
 import { ConfigError, InputError } from '../errors';
 import { Module } from '../layers/module';
 import { FieldReader, Json } from '../models/config_fields';
 import { IntMatrix, VideoLlavaForConditionalGeneration, disposeOutput, toRows } from '../models/video_llava/modeling';
 import { planPromptMemory } from '../models/video_llava/memory';
+import { platform } from '../platform';
+import { ModelFiles } from '../platform/files';
 import { BlockKVCache, DEFAULT_BLOCK_SIZE, KVCache } from './cache';
 import { Rng, SelectionSettings, randomSeed, selectToken } from './sampling';
 import { StopStringMatcher, TextStreamer, TokenDecoder } from './streamer';
@@ -83,18 +83,19 @@ export function parseGenerationConfig(raw: Json, file?: string): GenerationConfi
 }
 
 /**
- * Loads `<dir>/generation_config.json`. A missing file gives {} (the model's config.json then supplies
+ * Loads `<dir>/generation_config.json` (a local directory, or any model folder: src/platform/files.ts). A missing file gives {} (the model's config.json then supplies
  * eos/pad); an unreadable or malformed one is a ConfigError naming the file and field.
  */
-export async function loadGenerationConfig(dir: string): Promise<GenerationConfig> {
-  const file = path.join(dir, 'generation_config.json');
-  let text: string;
+export async function loadGenerationConfig(dir: string | ModelFiles): Promise<GenerationConfig> {
+  const files = typeof dir === 'string' ? platform.localFiles(dir) : dir;
+  const file = files.where('generation_config.json');
+  let text: string | undefined;
   try {
-    text = await fs.promises.readFile(file, 'utf8');
+    text = files.text('generation_config.json');
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return {};
     throw new ConfigError('generation_config.json', `cannot read ${file}: ${(e as Error).message}`);
   }
+  if (text === undefined) return {};
   let raw: unknown;
   try {
     raw = JSON.parse(text);
@@ -319,15 +320,18 @@ function timeModules(modules: Module[]): { ms: () => number; remove: () => void 
   return { ms: () => total, remove: () => handles.forEach((h) => h.remove()) };
 }
 
-/** [B, 1, V] logits → one host row per batch entry; frees the tensor. */
-function readRows(logits: tf.Tensor): Float32Array[] {
+/**
+ * [B, 1, V] logits → one host row per batch entry; frees the tensor. Read asynchronously: WebGPU in a page cannot
+ * read synchronously (tfjs-backend-webgpu's dataSync gave zeros in headless Chromium); on wasm and cpu it is the same.
+ */
+async function readRows(logits: tf.Tensor): Promise<Float32Array[]> {
   const [B, , V] = logits.shape;
-  const data = logits.dataSync() as Float32Array;
+  const data = (await logits.data()) as Float32Array;
   logits.dispose();
   return Array.from({ length: B }, (_, b) => data.slice(b * V, (b + 1) * V));
 }
 
-function prefill(model: Model, plan: Plan, inputs: GenerateInputs, cache: KVCache, chunk?: number): Float32Array[] {
+async function prefill(model: Model, plan: Plan, inputs: GenerateInputs, cache: KVCache, chunk?: number): Promise<Float32Array[]> {
   const out = model.call({
     prefillChunkSize: chunk,
     inputIds: plan.ids,
@@ -339,21 +343,21 @@ function prefill(model: Model, plan: Plan, inputs: GenerateInputs, cache: KVCach
     logitsToKeep: 1,
   });
   try {
-    return readRows(out.logits);
+    return await readRows(out.logits);
   } finally {
     disposeOutput(out); // anything else a hook may have asked for; the logits are already freed
   }
 }
 
 /** One decode forward over `tokens` [B] at `positions` [B]; the mask already includes the new column. */
-function decodeStep(model: Model, tokens: number[], positions: number[], mask: number[][], cache: KVCache): Float32Array[] {
+async function decodeStep(model: Model, tokens: number[], positions: number[], mask: number[][], cache: KVCache): Promise<Float32Array[]> {
   const lm = model.model.language_model;
   const embeds = tf.tidy(() => lm.embed_tokens.call(tf.tensor2d(tokens, [tokens.length, 1], 'int32')) as tf.Tensor3D);
   try {
     const { lastHiddenState } = lm.call({ inputsEmbeds: embeds, attentionMask: mask, positionIds: positions.map((p) => [p]), cache });
     const logits = tf.tidy(() => model.lm_head.call(lastHiddenState) as tf.Tensor3D);
     lastHiddenState.dispose();
-    return readRows(logits);
+    return await readRows(logits);
   } finally {
     embeds.dispose();
   }
@@ -415,7 +419,7 @@ class Rows {
 }
 
 function yieldToEventLoop(): Promise<void> {
-  return new Promise((resolve) => setImmediate(resolve));
+  return platform.yieldToEventLoop();
 }
 
 /** The state of one generate call: the cache, masks and positions, rows, timings. Owns the cache. */
@@ -446,8 +450,8 @@ class Run {
   }
 
   /** Runs the forward of `step` (0 = prefill), chooses the tokens and records them. */
-  step(step: number): TokenEvent {
-    const logits = this.timed(step, () => {
+  async step(step: number): Promise<TokenEvent> {
+    const logits = await this.timed(step, () => {
       if (step === 0) return prefill(this.model, this.plan, this.inputs, this.cache, this.options.prefillChunkSize);
       this.mask.forEach((r) => r.push(1));
       this.positions.forEach((_, b) => this.positions[b]++);
@@ -458,9 +462,9 @@ class Run {
     return this.rows.record(this.rows.choose(logits, step, this.rng), step);
   }
 
-  private timed(step: number, forward: () => Float32Array[]): Float32Array[] {
+  private async timed(step: number, forward: () => Promise<Float32Array[]>): Promise<Float32Array[]> {
     const t0 = performance.now();
-    const logits = forward();
+    const logits = await forward();
     const ms = performance.now() - t0;
     const B = this.plan.ids.length;
     if (step === 0) {
@@ -505,7 +509,7 @@ export async function generate(model: Model, inputs: GenerateInputs, options: Ge
   try {
     for (let step = 0; step < run.maxNewTokens; step++) {
       if (options.signal?.aborted) return run.result(true);
-      const event = run.step(step); // not inside onToken?.(…): that would skip the step when there is no listener
+      const event = await run.step(step); // not inside onToken?.(…): that would skip the step when there is no listener
       options.onToken?.(event);
       if (run.rows.allDone) break;
       await yieldToEventLoop(); // lets an abort (or a stream consumer) run between steps

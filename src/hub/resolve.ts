@@ -17,6 +17,7 @@ import { promises as fsp } from 'fs';
 import * as path from 'path';
 import { listFiles, modelInfo } from '@huggingface/hub';
 import { SafetensorsError } from '../errors';
+import { MODEL_FILES, SINGLE_WEIGHTS, WEIGHTS_INDEX } from '../platform/files';
 import { readIndex } from '../weights/checkpoint';
 import {
   COMMIT_HASH,
@@ -41,81 +42,18 @@ import {
 } from './cache';
 import { downloadBlob } from './download';
 import { errorMessage, HubError } from './errors';
+import { isRepoId } from './ids';
+import type { DownloadProgress, ResolveOptions } from './types';
+
+export type { DownloadProgress, ResolveOptions } from './types';
 import { apiError, Fetch, hubFetch, RequestContext } from './http';
-import { LockOptions } from './lock';
 import { HubSettings, hubSettings } from './settings';
 
-export const SINGLE_WEIGHTS = 'model.safetensors';
-export const WEIGHTS_INDEX = 'model.safetensors.index.json';
-
-/** Files fetched when the repository has them (config.json and the weights are required). */
-export const MODEL_FILES = [
-  'config.json',
-  'generation_config.json',
-  'tokenizer.json',
-  'tokenizer_config.json',
-  'special_tokens_map.json',
-  'added_tokens.json',
-  'preprocessor_config.json',
-  'video_preprocessor_config.json',
-  'processor_config.json',
-  'chat_template.json',
-  'chat_template.jinja',
-] as const;
-
-/** The files a processor (tokenizer, image and video processors, chat template) reads: an allowPatterns value. */
-export const PROCESSOR_FILES = MODEL_FILES.filter((f) => f !== 'config.json' && f !== 'generation_config.json');
+export { MODEL_FILES, PROCESSOR_FILES, SINGLE_WEIGHTS, WEIGHTS_INDEX } from '../platform/files';
 
 /** An index lists one line per tensor; 100 MB is far beyond any real one. */
 const PARALLEL_DOWNLOADS = 4;
 const PROGRESS_INTERVAL_MS = 100;
-
-export interface DownloadProgress {
-  /** Path of the file in the repository. */
-  file: string;
-  /** Bytes of `file` on disk (resumed bytes included) and its size. */
-  fileBytes: number;
-  fileTotal: number;
-  /** The same over every file this call downloads. */
-  bytes: number;
-  total: number;
-  /** Network bytes received by this call per second since its first download started. */
-  bytesPerSecond: number;
-}
-
-export interface ResolveOptions {
-  /** Branch, tag or commit hash (default "main"). */
-  revision?: string;
-  /** Hub cache root (default HF_HUB_CACHE, HUGGINGFACE_HUB_CACHE, $HF_HOME/hub, ~/.cache/huggingface/hub). */
-  cacheDir?: string;
-  /** Access token for gated or private repositories (default HF_TOKEN, or the `hf auth login` token file). */
-  token?: string;
-  /** Hub or mirror URL (default HF_ENDPOINT, else https://huggingface.co). */
-  endpoint?: string;
-  /** Never touch the network (default HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE). */
-  offline?: boolean;
-  onProgress?: (progress: DownloadProgress) => void;
-  /** fnmatch patterns of the files to fetch, instead of the files a Video-LLaVA model needs. */
-  allowPatterns?: string[];
-  /** fetch implementation (a proxy, extra headers). */
-  fetch?: Fetch;
-  /** Lock tuning (tests). */
-  lock?: LockOptions;
-}
-
-/** Python's repo-id rule: "name" or "namespace/name", [A-Za-z0-9_.-], no "--" or "..", edges alphanumeric or "_". */
-const REPO_PART = /^[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,94}[A-Za-z0-9_])?$/;
-
-function isRepoId(id: string): boolean {
-  const parts = id.split('/');
-  return (
-    parts.length <= 2 &&
-    parts.every((p) => REPO_PART.test(p)) &&
-    !id.includes('--') &&
-    !id.includes('..') &&
-    !id.endsWith('.git')
-  );
-}
 
 function looksLikePath(id: string): boolean {
   return /^(\.{1,2}([/\\]|$)|[/\\~])/.test(id) || id.includes('\\') || id.split('/').length > 2 || /^[A-Za-z]:/.test(id);

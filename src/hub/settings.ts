@@ -6,8 +6,9 @@
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
+import { DEFAULT_ENDPOINT } from './ids';
 
-export const DEFAULT_ENDPOINT = 'https://huggingface.co';
+export { DEFAULT_ENDPOINT } from './ids';
 
 export interface HubSettings {
   /** The hub cache root (the folder holding `models--org--name`). */

@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { nativeMatmulStatus } from '../native';
+import { platform } from '../platform';
 
 /**
  * The additive mask value for disallowed positions: float32's lowest finite value, as the reference's
@@ -60,7 +60,7 @@ export function useHeadByHead(q: { shape: readonly number[] }, k: { shape: reado
   if (B * H < 2) return false; // the batched call is already a single product
   if (4 * B * H * Lq * Lk >= HEAD_BY_HEAD_MIN_SCORE_BYTES) return true;
   if (Lq * Lk < HEAD_BY_HEAD_MIN_SCORES) return false;
-  return tf.getBackend() === 'wasm' && nativeMatmulStatus().path !== 'native';
+  return tf.getBackend() === 'wasm' && !platform.nativeKernelsActive('wasm');
 }
 
 /**

@@ -20,11 +20,8 @@ export const ISAS: readonly Isa[] = ['portable', 'avx2', 'avx512', 'amx'];
 export const ADDON_ENV = 'VIDEO_LLAVA_ADDON';
 export const ISA_ENV = 'VIDEO_LLAVA_ISA';
 
-/** Format codes of the native side (native/src/vl.h). */
-export const FORMAT_CODES = { float32: 0, bfloat16: 1, float16: 2, q4: 3, int8: 4 } as const;
-export type NativeFormat = keyof typeof FORMAT_CODES;
-export const COMPUTE_CODES = { float32: 0, bfloat16: 1 } as const;
-export type ComputeDType = keyof typeof COMPUTE_CODES;
+export { FORMAT_CODES, COMPUTE_CODES } from './codes';
+export type { NativeFormat, ComputeDType } from './codes';
 
 export interface AddonFeatures {
   avx2: boolean;

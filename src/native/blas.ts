@@ -16,10 +16,9 @@ import * as os from 'os';
 import * as vm from 'vm';
 import { InputError } from '../errors';
 import { FORMAT_CODES, addonNotice, nativeAddon } from './addon';
+import { NO_TRANS, TRANS } from './codes';
 
-/** CBLAS_TRANSPOSE values (cblas.h). */
-export const NO_TRANS = 111;
-export const TRANS = 112;
+export { NO_TRANS, TRANS } from './codes';
 
 /** Row-major cblas_sgemm: C = alpha·op(A)·op(B) + beta·C, op(X) = X or Xᵀ. */
 export type Sgemm = (

@@ -20,7 +20,8 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import type { DataId, KernelConfig, KernelFunc, NamedAttrMap, TensorInfo } from '@tensorflow/tfjs';
-import { NO_TRANS, Sgemm, Sgemv, TRANS } from './blas';
+import type { Sgemm, Sgemv } from './blas';
+import { NO_TRANS, TRANS } from './codes';
 
 export type NativeBackendName = 'wasm' | 'cpu';
 export const NATIVE_BACKENDS: readonly NativeBackendName[] = ['wasm', 'cpu'];

@@ -14,7 +14,7 @@ import * as tf from '@tensorflow/tfjs';
 import type { GradConfig, KernelFunc, NamedAttrMap, TensorInfo } from '@tensorflow/tfjs';
 import { InputError } from '../errors';
 import { StoredWeight } from '../weights/stored';
-import { nativeAddon } from './addon';
+import { platform } from '../platform';
 import { NATIVE_BACKENDS, NativeBackendName, backendMemory } from './kernels';
 
 export const STORED_MATMUL = 'VideoLlavaStoredMatMul';
@@ -33,13 +33,13 @@ export function storedMatMul(x: tf.Tensor2D, w: StoredWeight, transposed = false
   }
   if (w.disposed) throw new InputError('weight', 'the stored weight was disposed');
   const backend = tf.getBackend();
-  if (nativeAddon() && (NATIVE_BACKENDS as readonly string[]).includes(backend) && registerKernels()) {
+  if (platform.nativeAddon() && (NATIVE_BACKENDS as readonly string[]).includes(backend) && registerKernels()) {
     const attrs = { weight: w, transposed } as unknown as NamedAttrMap;
     return tf.engine().runKernel(STORED_MATMUL, { x }, attrs) as tf.Tensor2D;
   }
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
   const product = tf.customGrad(((input: tf.Tensor) => ({
-    value: nativeAddon() ? viaCopies(input as tf.Tensor2D, w, transposed) : widenedBlocks(input as tf.Tensor2D, w, transposed),
+    value: platform.nativeAddon() ? viaCopies(input as tf.Tensor2D, w, transposed) : widenedBlocks(input as tf.Tensor2D, w, transposed),
     gradFunc: (dy: tf.Tensor) => storedMatMul(dy as tf.Tensor2D, w, !transposed),
   })) as any);
   return product(x) as tf.Tensor2D;
@@ -52,7 +52,7 @@ function outputShape(x: { shape: number[] }, w: StoredWeight, transposed: boolea
 function viaCopies(x: tf.Tensor2D, w: StoredWeight, transposed: boolean): tf.Tensor2D {
   const shape = outputShape(x, w, transposed);
   const out = new Float32Array(shape[0] * shape[1]);
-  const addon = nativeAddon()!;
+  const addon = platform.nativeAddon()!;
   if (!w.nativeProduct(addon, x.dataSync() as Float32Array, shape[0], out, transposed)) return widenedBlocks(x, w, transposed);
   return tf.tensor2d(out, shape);
 }
@@ -84,7 +84,7 @@ function kernelFor(backendName: NativeBackendName): KernelFunc {
     const { weight, transposed } = attrs as unknown as Attrs;
     const memory = backendMemory(backendName, backend);
     const out = memory.output(outputShape(x, weight, transposed));
-    const addon = nativeAddon()!;
+    const addon = platform.nativeAddon()!;
     // Views only after the output is allocated: allocation may grow (and move) the wasm heap.
     if (!memory.readable(x) || !weight.nativeProduct(addon, memory.view(x), x.shape[0], memory.view(out), transposed)) {
       throw new InputError('x', `no native product for a ${weight.format} weight on ${backendName}`);

@@ -12,12 +12,12 @@
  * "ASSISTANT:". reference/gen_tokenizer.py renders the same string with Python for the parity test.
  */
 
-import * as fs from 'fs';
-import * as path from 'path';
 
 import { Template } from '@huggingface/jinja';
 
 import { InputError, TokenizerError } from '../errors';
+import { platform } from '../platform';
+import { ModelFiles } from '../platform/files';
 
 export type ChatRole = 'user' | 'assistant' | 'system';
 
@@ -93,13 +93,22 @@ export function applyChatTemplate(messages: ChatMessage[], options: ApplyChatTem
  * processor_config.json "chat_template", chat_template.json (legacy), chat_template.jinja, then
  * tokenizer_config.json "chat_template". Undefined when the directory has none (use the default then).
  */
-export function loadChatTemplate(modelDir: string): string | undefined {
+export function loadChatTemplate(modelDir: string | ModelFiles): string | undefined {
+  const files = typeof modelDir === 'string' ? platform.localFiles(modelDir) : modelDir;
+  const read = (file: string): string | undefined => {
+    try {
+      return files.text(file);
+    } catch (err) {
+      throw new TokenizerError(`${files.where(file)}: cannot read (${(err as Error).message})`);
+    }
+  };
   const fromJsonKey = (file: string): string | undefined => {
-    const full = path.join(modelDir, file);
-    if (!fs.existsSync(full)) return undefined;
+    const full = files.where(file);
+    const text = read(file);
+    if (text === undefined) return undefined;
     let parsed: unknown;
     try {
-      parsed = JSON.parse(fs.readFileSync(full, 'utf8'));
+      parsed = JSON.parse(text);
     } catch (err) {
       throw new TokenizerError(`${full}: malformed JSON (${(err as Error).message})`);
     }
@@ -113,11 +122,10 @@ export function loadChatTemplate(modelDir: string): string | undefined {
     }
     throw new TokenizerError(`${full}: "chat_template" must be a string (or a list with a "default" entry)`);
   };
-  const jinjaFile = path.join(modelDir, 'chat_template.jinja');
   return (
     fromJsonKey('processor_config.json') ??
     fromJsonKey('chat_template.json') ??
-    (fs.existsSync(jinjaFile) ? fs.readFileSync(jinjaFile, 'utf8') : undefined) ??
+    read('chat_template.jinja') ??
     fromJsonKey('tokenizer_config.json')
   );
 }

@@ -17,7 +17,8 @@
 import { InputError } from '../errors';
 import { Rng } from '../data/rng';
 import { ImageInput, decodeImage } from './image';
-import { readVideoFrames } from './video';
+import { platform } from '../platform';
+import { VideoSource } from './frames';
 
 export const OPENAI_CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073];
 export const OPENAI_CLIP_STD = [0.26862954, 0.26130258, 0.27577711];
@@ -160,7 +161,7 @@ export function languageBindTransform(frames: Uint8Array[], width: number, heigh
 }
 
 /** A video to preprocess: a file, or decoded frames (any ImageInput). */
-export type LanguageBindVideoInput = string | { frames: ImageInput[]; indices?: number[] };
+export type LanguageBindVideoInput = VideoSource | { frames: ImageInput[]; indices?: number[] };
 
 export interface LanguageBindVideos {
   data: Float32Array; // [N, T, 3, 224, 224]
@@ -187,19 +188,20 @@ export async function preprocessLanguageBindVideos(
     let frames: Uint8Array[];
     let width: number;
     let height: number;
-    if (typeof video === 'string') {
-      const r = await readVideoFrames(video, { sampler: (total) => originalFrameIndices(total, numFrames) });
+    if (typeof video === 'string' || (typeof Blob !== 'undefined' && video instanceof Blob)) {
+      const r = await platform.readVideoFrames(video, { sampler: (total) => originalFrameIndices(total, numFrames) });
       const byIndex = new Map(r.indices.map((i, k) => [i, r.frames[k]]));
       frames = r.sampledIndices.map((i) => byIndex.get(i)!);
       ({ width, height } = r);
       indices.push(r.sampledIndices);
     } else {
-      if (!video || !Array.isArray(video.frames) || video.frames.length === 0) throw new InputError(`videos[${v}]`, 'expected a file path or { frames } with at least one frame');
-      const decoded = await Promise.all(video.frames.map((f) => decodeImage(f)));
+      const clip = video as Exclude<LanguageBindVideoInput, VideoSource>;
+      if (!clip || !Array.isArray(clip.frames) || clip.frames.length === 0) throw new InputError(`videos[${v}]`, 'expected a file path, a Blob or { frames } with at least one frame');
+      const decoded = await Promise.all(clip.frames.map((f) => decodeImage(f)));
       ({ width, height } = decoded[0]);
       if (decoded.some((d) => d.width !== width || d.height !== height)) throw new InputError(`videos[${v}]`, 'its frames differ in size');
       frames = decoded.map((d) => d.data);
-      indices.push(video.indices ?? frames.map((_, i) => i));
+      indices.push(clip.indices ?? frames.map((_, i) => i));
     }
     if (clips.length > 0 && frames.length !== indices[0].length) {
       throw new InputError('videos', `video ${v} gives ${frames.length} frames but video 0 gives ${indices[0].length}; the videos of one call are stacked and must match`);

@@ -14,11 +14,10 @@
  *      error then, as Python's tensor conversion); afterwards every row must still hold as many placeholder ids
  *      as its text holds placeholders, which truncation can break.
  */
-import * as fs from 'fs';
-import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
 import { ConfigError, InputError } from '../errors';
-import { PROCESSOR_FILES, ResolveOptions, resolveModel } from '../hub';
+import { ModelSourceOptions, PROCESSOR_FILES, platform } from '../platform';
+import { ModelFiles } from '../platform/files';
 import { FieldReader, Json } from '../models/config_fields';
 import { ApplyChatTemplateOptions, ChatMessage, applyChatTemplate, loadChatTemplate } from './chat_template';
 import {
@@ -32,9 +31,9 @@ import {
   preprocessImages,
   resizeOutputSize,
 } from './image';
+import { VideoSource } from './frames';
 import { DecodeOptions, EncodeOptions, LlamaTokenizer } from './tokenizer';
 import { HorizontalFlipOptions, preprocessLanguageBindVideos } from './languagebind';
-import { readVideoFrames } from './video';
 
 /** The processor's own fields of processor_config.json; defaults are the Python `__init__` defaults. */
 export interface ProcessorConfig {
@@ -55,8 +54,11 @@ export const PROCESSOR_DEFAULTS: ProcessorConfig = {
   video_preprocessing: 'hf',
 };
 
-/** A video file to decode, or frames already decoded (RGB) with, optionally, their frame numbers. */
-export type VideoInput = string | { frames: RawImage[]; indices?: number[] };
+/**
+ * A video to decode (a file path in Node, a URL or Blob in the page), or frames already decoded (RGB) with,
+ * optionally, their frame numbers.
+ */
+export type VideoInput = VideoSource | { frames: RawImage[]; indices?: number[] };
 
 export interface ProcessorCallOptions extends EncodeOptions {
   images?: ImageInput | ImageInput[];
@@ -105,16 +107,18 @@ export function parseProcessorConfig(raw: Json, file?: string): ProcessorConfig 
   return config;
 }
 
-function readJsonIfExists(file: string): Json | null {
-  if (!fs.existsSync(file)) return null;
+function readJsonIfExists(files: ModelFiles, name: string): Json | null {
+  const file = files.where(name);
   let raw: unknown;
   try {
-    raw = JSON.parse(fs.readFileSync(file, 'utf8'));
+    const text = files.text(name);
+    if (text === undefined) return null;
+    raw = JSON.parse(text);
   } catch (e) {
-    throw new ConfigError(path.basename(file), `invalid JSON: ${(e as Error).message}`, file);
+    throw new ConfigError(name, `invalid JSON: ${(e as Error).message}`, file);
   }
   if (!raw || typeof raw !== 'object' || Array.isArray(raw)) {
-    throw new ConfigError(path.basename(file), 'expected a JSON object', file);
+    throw new ConfigError(name, 'expected a JSON object', file);
   }
   return raw as Json;
 }
@@ -159,22 +163,22 @@ export class VideoLlavaProcessor {
    * preprocessor_config.json; the processor fields from processor_config.json. Where Python would fail for want
    * of an image processor config, the checkpoint's defaults are used.
    */
-  static async fromPretrained(idOrDir: string, options: Omit<ResolveOptions, 'allowPatterns'> = {}): Promise<VideoLlavaProcessor> {
+  static async fromPretrained(idOrDir: string | ModelFiles, options: Omit<ModelSourceOptions, 'allowPatterns'> = {}): Promise<VideoLlavaProcessor> {
     // A Hub id resolves through the shared cache, fetching only the tokenizer and processor files.
-    const dir = await resolveModel(idOrDir, { ...options, allowPatterns: [...PROCESSOR_FILES] });
+    const dir = typeof idOrDir === 'string' ? await platform.modelFiles(idOrDir, { ...options, allowPatterns: [...PROCESSOR_FILES] }) : idOrDir;
     const tokenizer = LlamaTokenizer.fromPretrained(dir);
-    const file = path.join(dir, 'processor_config.json');
-    const raw = readJsonIfExists(file);
+    const file = dir.where('processor_config.json');
+    const raw = readJsonIfExists(dir, 'processor_config.json');
 
     const nestedImage = nestedConfig(raw, 'image_processor', file);
     const imageConfig = nestedImage ? parseImagePreprocessorConfig(nestedImage, file) : loadImagePreprocessorConfig(dir);
     const nestedVideo = nestedConfig(raw, 'video_processor', file);
-    const videoFile = path.join(dir, 'video_preprocessor_config.json');
-    const videoRaw = nestedVideo ?? readJsonIfExists(videoFile);
+    const videoFile = dir.where('video_preprocessor_config.json');
+    const videoRaw = nestedVideo ?? readJsonIfExists(dir, 'video_preprocessor_config.json');
     const videoConfig = videoRaw ? parseVideoConfig(videoRaw, nestedVideo ? file : videoFile) : loadImagePreprocessorConfig(dir);
 
     const config = raw ? parseProcessorConfig(raw, file) : { ...PROCESSOR_DEFAULTS };
-    const tokenizerConfig = readJsonIfExists(path.join(dir, 'tokenizer_config.json'));
+    const tokenizerConfig = readJsonIfExists(dir, 'tokenizer_config.json');
     config.image_token = tokenizerPlaceholder(tokenizerConfig, 'image_token') ?? config.image_token;
     config.video_token = tokenizerPlaceholder(tokenizerConfig, 'video_token') ?? config.video_token;
     return new VideoLlavaProcessor(tokenizer, imageConfig, config, loadChatTemplate(dir), videoConfig);
@@ -320,13 +324,13 @@ interface Replacement {
 }
 
 async function decodeVideo(video: VideoInput, numFrames: number, v: number): Promise<{ frames: RawImage[]; frameIndices: number[] }> {
-  if (typeof video === 'string') {
-    const r = await readVideoFrames(video, { numFrames });
+  if (typeof video === 'string' || (typeof Blob !== 'undefined' && video instanceof Blob)) {
+    const r = await platform.readVideoFrames(video, { numFrames });
     const frames = r.frames.map((data) => ({ data, width: r.width, height: r.height, channels: 3 as const }));
     return { frames, frameIndices: r.indices };
   }
-  if (!video || typeof video !== 'object' || !Array.isArray(video.frames) || video.frames.length === 0) {
-    throw new InputError(`videos[${v}]`, 'expected a file path or { frames: RawImage[] } with at least one frame');
+  if (!video || typeof video !== 'object' || !('frames' in video) || !Array.isArray(video.frames) || video.frames.length === 0) {
+    throw new InputError(`videos[${v}]`, 'expected a file path, a Blob or { frames: RawImage[] } with at least one frame');
   }
   const frames = await Promise.all(video.frames.map((f) => decodeImage(f)));
   const frameIndices = video.indices ?? frames.map((_, i) => i);

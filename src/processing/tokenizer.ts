@@ -19,12 +19,13 @@
  *   ignored for BPE models in transformers 5, so it is accepted and ignored here too.
  */
 
-import * as fs from 'fs';
-import * as path from 'path';
 
 import { InputError, TokenizerError } from '../errors';
+import { platform } from '../platform';
+import { ModelFiles } from '../platform/files';
 
 const METASPACE = '▁';
+const UTF8 = new TextEncoder();
 /** transformers' `VERY_LARGE_INTEGER` (model_max_length when none is configured) and `LARGE_INTEGER`. */
 const VERY_LARGE_INTEGER = 1e30;
 const LARGE_INTEGER = 1e20;
@@ -224,7 +225,7 @@ class BpeModel {
         symbols.push(id);
         continue;
       }
-      const bytes = Buffer.from(ch, 'utf8');
+      const bytes = UTF8.encode(ch);
       const ids = Array.from(bytes, (b) => this.byteIds[b]);
       // transformers 5 builds the BPE model without an unk token, so a character that has neither a vocabulary
       // entry nor byte tokens is dropped (Llama vocabularies always have all 256 byte tokens).
@@ -455,9 +456,10 @@ export class LlamaTokenizer {
    * (required), tokenizer_config.json, and, when the config has no `added_tokens_decoder`, special_tokens_map.json
    * and added_tokens.json. `overrides` win over the files (like keyword arguments to from_pretrained).
    */
-  static fromPretrained(modelDir: string, overrides: LlamaTokenizerOptions = {}): LlamaTokenizer {
-    const data = readModelDir(modelDir);
-    return new LlamaTokenizer({ ...data, ...dropUndefined(overrides) }, path.join(modelDir, 'tokenizer.json'));
+  static fromPretrained(modelDir: string | ModelFiles, overrides: LlamaTokenizerOptions = {}): LlamaTokenizer {
+    const files = typeof modelDir === 'string' ? platform.localFiles(modelDir) : modelDir;
+    const data = readModelDir(files);
+    return new LlamaTokenizer({ ...data, ...dropUndefined(overrides) }, files.where('tokenizer.json'));
   }
 
   // ---- vocabulary ----------------------------------------------------------------------------------------------
@@ -813,16 +815,17 @@ export class DecodeStream {
 type JsonObject = Record<string, unknown>;
 type SpecialNames = Pick<LlamaTokenizerOptions, 'bosToken' | 'eosToken' | 'unkToken' | 'padToken'>;
 
-function readModelDir(modelDir: string): LlamaTokenizerData {
-  const tokenizerFile = path.join(modelDir, 'tokenizer.json');
-  if (!fs.existsSync(tokenizerFile)) {
+function readModelDir(files: ModelFiles): LlamaTokenizerData {
+  const tokenizerFile = files.where('tokenizer.json');
+  const tokenizerText = readText(files, 'tokenizer.json');
+  if (tokenizerText === undefined) {
     throw new TokenizerError(
       `${tokenizerFile}: file not found; a Llama tokenizer needs tokenizer.json (the HF tokenizers format)`,
     );
   }
-  const tj = asObject(readJson(tokenizerFile), tokenizerFile, 'top level');
-  const configFile = path.join(modelDir, 'tokenizer_config.json');
-  const config = readOptionalJson(configFile);
+  const tj = asObject(parseJson(tokenizerText, tokenizerFile), tokenizerFile, 'top level');
+  const configFile = files.where('tokenizer_config.json');
+  const config = readOptionalJson(files, 'tokenizer_config.json');
 
   const model = asObject(tj.model, tokenizerFile, '"model"');
   if (model.type !== 'BPE') {
@@ -849,9 +852,9 @@ function readModelDir(modelDir: string): LlamaTokenizerData {
   } else {
     // transformers' legacy branch: special_tokens_map.json overrides the config's names, and the added tokens come
     // from added_tokens.json and tokenizer.json.
-    Object.assign(names, readSpecialTokensMap(path.join(modelDir, 'special_tokens_map.json')));
+    Object.assign(names, readSpecialTokensMap(files, 'special_tokens_map.json'));
     addedTokens = [
-      ...readAddedTokensJson(path.join(modelDir, 'added_tokens.json'), names),
+      ...readAddedTokensJson(files, 'added_tokens.json', names),
       ...parseJsonAddedTokens(tj.added_tokens, tokenizerFile),
     ];
   }
@@ -885,8 +888,9 @@ function readModelDir(modelDir: string): LlamaTokenizerData {
   };
 }
 
-function readSpecialTokensMap(file: string): SpecialNames {
-  const map = readOptionalJson(file);
+function readSpecialTokensMap(files: ModelFiles, name: string): SpecialNames {
+  const file = files.where(name);
+  const map = readOptionalJson(files, name);
   const names: SpecialNames = {
     bosToken: tokenName(map.bos_token, file, 'bos_token'),
     eosToken: tokenName(map.eos_token, file, 'eos_token'),
@@ -897,9 +901,10 @@ function readSpecialTokensMap(file: string): SpecialNames {
 }
 
 /** Legacy `{ token: id }` file; tokens named as special tokens are special. */
-function readAddedTokensJson(file: string, names: SpecialNames): AddedTokenInput[] {
+function readAddedTokensJson(files: ModelFiles, name: string, names: SpecialNames): AddedTokenInput[] {
+  const file = files.where(name);
   const special = new Set(Object.values(names).filter((v): v is string => typeof v === 'string'));
-  return Object.entries(readOptionalJson(file)).map(([content, id]) => {
+  return Object.entries(readOptionalJson(files, name)).map(([content, id]) => {
     if (!Number.isInteger(id) || (id as number) < 0) {
       throw new TokenizerError(`${file}: id of ${JSON.stringify(content)} is ${describe(id)}, expected an integer`);
     }
@@ -907,13 +912,16 @@ function readAddedTokensJson(file: string, names: SpecialNames): AddedTokenInput
   });
 }
 
-function readJson(file: string): unknown {
-  let text: string;
+/** A file's text, undefined when absent; a TokenizerError when it exists but cannot be read. */
+function readText(files: ModelFiles, name: string): string | undefined {
   try {
-    text = fs.readFileSync(file, 'utf8');
+    return files.text(name);
   } catch (err) {
-    throw new TokenizerError(`${file}: cannot read (${(err as Error).message})`);
+    throw new TokenizerError(`${files.where(name)}: cannot read (${(err as Error).message})`);
   }
+}
+
+function parseJson(text: string, file: string): unknown {
   try {
     return JSON.parse(text);
   } catch (err) {
@@ -921,8 +929,10 @@ function readJson(file: string): unknown {
   }
 }
 
-function readOptionalJson(file: string): JsonObject {
-  return fs.existsSync(file) ? asObject(readJson(file), file, 'top level') : {};
+function readOptionalJson(files: ModelFiles, name: string): JsonObject {
+  const text = readText(files, name);
+  const file = files.where(name);
+  return text === undefined ? {} : asObject(parseJson(text, file), file, 'top level');
 }
 
 function asObject(value: unknown, file: string, what: string): JsonObject {

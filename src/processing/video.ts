@@ -19,7 +19,11 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { InputError, MediaError } from '../errors';
 import { locateFfmpeg, runProcess, type FfmpegBinary } from './ffmpeg';
-import { HighDepthFormat, highDepthFormat, yuv420HighDepthToRgb } from './yuv';
+import { HighDepthFormat, highDepthFormat, yuv420HighDepthToRgb } from './yuv_high_depth';
+import { ReadVideoOptions, VideoFrames, explicitIndices, framesToKeep } from './frames';
+
+export { sampleFrameIndices } from './frames';
+export type { ReadVideoOptions, VideoFrames } from './frames';
 
 export interface VideoInfo {
   width: number;
@@ -32,55 +36,9 @@ export interface VideoInfo {
   codec?: string;
 }
 
-export interface ReadVideoOptions {
-  /** How many frames to sample uniformly (default 8); ignored when `indices` is given. */
-  numFrames?: number;
-  /** Explicit frame numbers (0-based, in decode order) instead of uniform sampling. */
-  indices?: readonly number[];
-  /** Frame numbers as a function of the decoded frame count (another sampling rule, e.g. the original's linspace). */
-  sampler?: (totalFrames: number) => readonly number[];
-  /** Limit for the whole call, all ffmpeg runs together (default 120 000 ms). */
-  timeoutMs?: number;
-  signal?: AbortSignal;
-  /** Limit on decoded RGB bytes held at once (default 1 GiB). */
-  maxBytes?: number;
-}
-
-export interface VideoFrames {
-  /** One RGB24 image per kept frame, row-major [height, width, 3]. */
-  frames: Uint8Array[];
-  width: number;
-  height: number;
-  /** The frame number of each entry of `frames`: each wanted index once, ascending, as read_video_pyav. */
-  indices: number[];
-  /** The indices asked for: `options.indices`, or sampleFrameIndices(totalFrames, numFrames). */
-  sampledIndices: number[];
-  /** Frames actually decoded from the first video stream. */
-  totalFrames: number;
-}
-
 const DEFAULT_TIMEOUT_MS = 120_000;
 // Linux caps one command-line argument at 128 KiB.
 const MAX_SELECT_CHARS = 100_000;
-
-/**
- * numpy's `np.arange(0, total, total / numFrames).astype(int)`, reproduced exactly: the length is
- * ceil(total / step) in float64, so rounding can give numFrames + 1 entries whose last equals total - 1 or
- * even total (e.g. total 17, numFrames 7). When total < numFrames, indices repeat.
- */
-export function sampleFrameIndices(total: number, numFrames = 8): number[] {
-  if (!Number.isSafeInteger(total) || total < 1) {
-    throw new InputError('total', `expected a positive integer frame count, got ${total}`);
-  }
-  if (!Number.isSafeInteger(numFrames) || numFrames < 1) {
-    throw new InputError('numFrames', `expected a positive integer, got ${numFrames}`);
-  }
-  const step = total / numFrames;
-  const length = Math.ceil(total / step);
-  const out = new Array<number>(length);
-  for (let i = 0; i < length; i++) out[i] = Math.trunc(i * step); // numpy fills start + i * step
-  return out;
-}
 
 /** Check the path is a readable, non-empty regular file; ffmpeg gets it as `file:<absolute path>`. */
 function checkFile(file: string): string {
@@ -258,16 +216,6 @@ function parsePpmStream(file: string, bytes: Buffer): PpmImage[] {
   return images;
 }
 
-function checkIndices(indices: readonly number[]): number[] {
-  if (indices.length === 0) throw new InputError('indices', 'expected at least one frame index, got an empty list');
-  for (const i of indices) {
-    if (!Number.isSafeInteger(i) || i < 0) {
-      throw new InputError('indices', `expected non-negative integer frame numbers, got ${i}`);
-    }
-  }
-  return [...indices];
-}
-
 /**
  * Decode the sampled frames of a video as RGB24, the way the Hugging Face docs' `read_video_pyav` does:
  * frames are numbered in decode order over the first video stream; every frame whose number is in the
@@ -275,11 +223,7 @@ function checkIndices(indices: readonly number[]): number[] {
  * (numpy's arange can yield `total` itself); when total < numFrames indices repeat and fewer frames return.
  */
 export async function readVideoFrames(file: string, options: ReadVideoOptions = {}): Promise<VideoFrames> {
-  const numFrames = options.numFrames ?? 8;
-  if (options.indices === undefined && (!Number.isSafeInteger(numFrames) || numFrames < 1)) {
-    throw new InputError('numFrames', `expected a positive integer, got ${numFrames}`);
-  }
-  const explicit = options.indices === undefined ? undefined : checkIndices(options.indices);
+  const explicit = explicitIndices(options);
   const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   const input = checkFile(file);
   const ffmpeg = await locateFfmpeg();
@@ -288,11 +232,7 @@ export async function readVideoFrames(file: string, options: ReadVideoOptions = 
   const { count: totalFrames, stderr: log } = await countFrames(ffmpeg, file, input, clock.remaining(file), options.signal);
   if (totalFrames === 0) throw new MediaError(file, 'the video stream has no decodable frames (0 frames)');
 
-  const sampledIndices = explicit ?? (options.sampler ? checkIndices(options.sampler(totalFrames)) : sampleFrameIndices(totalFrames, numFrames));
-  const wanted = [...new Set(sampledIndices)].filter((i) => i < totalFrames).sort((a, b) => a - b);
-  if (wanted.length === 0) {
-    throw new InputError('indices', `every index is past the last frame (the video has ${totalFrames} frames, 0..${totalFrames - 1})`);
-  }
+  const { sampled: sampledIndices, wanted } = framesToKeep(totalFrames, options, explicit);
 
   const select = selectExpression(wanted);
   if (select.length > MAX_SELECT_CHARS) {

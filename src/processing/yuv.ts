@@ -1,194 +1,94 @@
 /**
- * High-bit-depth 4:2:0 video (10-bit H.264 High 10, HEVC Main 10, 12-bit …) to RGB24 exactly as PyAV's
- * `frame.to_ndarray(format="rgb24")` makes it, which is what transformers' video loading calls.
+ * Decoded YUV → RGB24 with swscale's own integer arithmetic (the x86 SIMD path that ffmpeg and PyAV take for 8-bit
+ * 4:2:0 video: `yuv420_rgb24` with `pmulhw` on 13-bit coefficients), so that frames a browser decodes (WebCodecs
+ * hands out the decoded planes, which H.264 defines bit-exactly) become the same RGB bytes as Node's ffmpeg gives:
+ * tested against ffmpeg on the sample videos (test/processing/yuv.test.ts).
  *
- * PyAV 18 converts with its bundled FFmpeg 8 libswscale (SWS_BILINEAR, the frame's colour tags), and for
- * these formats swscale takes its general scaling path, not the 8-bit special-case converter. The ffmpeg
- * binary used here is older and converts such frames differently (by up to 99 levels): its swscale ignores
- * the frame's chroma siting. So ffmpeg only decodes (exact: decoders are bit-exact) and hands over the
- * planes, and the conversion below reproduces FFmpeg 8's arithmetic:
+ *   Y' = ((8Y − 8·16) · yCoeff) >> 16          (limited range; full range: 8Y, 13-bit 1.0)
+ *   U' = 8U − 1024, V' = 8V − 1024            (chroma shared by each 2×2 block: nearest, no interpolation)
+ *   R = sat(Y' + (V'·vr >> 16)), G = sat(Y' + (U'·ug >> 16) + (V'·vg >> 16)), B = sat(Y' + (U'·ub >> 16))
  *
- *   1. luma and chroma are widened to 15 bits: v << (15 − bits); chroma is resampled horizontally to the
- *      half-width grid the packed-RGB writer uses, bilinear with 14-bit weights, from the source chroma
- *      position (H.264 and HEVC: "left", i.e. co-sited with even luma columns) to the grid's centre; the
- *      sum is shifted right by bits − 1 (truncating);
- *   2. each output row takes chroma bilinearly from the two nearest chroma rows (12-bit weights, source
- *      rows centred between luma row pairs), edges clamped; then luma and chroma are rounded to 8 bits
- *      ((x · 4096 + 2^18) >> 19);
- *   3. 8-bit YUV → RGB through swscale's lookup tables (built from its fixed-point matrix coefficients,
- *      limited or full range), chroma clamped to 0…255, luma not (its table has headroom).
- *
- * Frames equal PyAV's exactly (max difference 0) on the 10-bit H.264 and HEVC fixtures
- * (reference/gen_videos.py), and on synthetic frames for every matrix and both ranges. 4:2:2 and 4:4:4
- * high-bit-depth formats take other swscale paths that are not reproduced here (readVideoFrames leaves them
- * to ffmpeg's own conversion, which is not verified against PyAV).
+ * with the coefficients of swscale's sws_setColorspaceDetails for the frame's matrix (ff_yuv2rgb_coeffs).
  */
-import { MediaError } from '../errors';
 
-/** libswscale's YUV→RGB matrix coefficients (its coefficient table: crv, cbu, cgu, cgv in 16.16). */
-const MATRICES = {
+export type YuvMatrix = 'bt601' | 'bt709' | 'bt2020';
+
+/** ff_yuv2rgb_coeffs rows: [crv, cbu, cgu, cgv] (16.16), per matrix (also used by ./yuv_high_depth.ts). */
+export const SWSCALE_MATRICES = {
   bt601: [104597, 132201, 25675, 53279],
   bt709: [117489, 138438, 13975, 34925],
   fcc: [104448, 132798, 24759, 53109],
   smpte240m: [117579, 136230, 16907, 35559],
   bt2020: [110013, 140363, 12277, 42626],
 } as const;
-type Matrix = keyof typeof MATRICES;
 
-/** ffmpeg's colour-space names → matrix; anything else (unknown, unspecified) is swscale's default, BT.601. */
-const SPACE_NAMES: Record<string, Matrix> = {
-  bt709: 'bt709',
-  fcc: 'fcc',
-  bt470bg: 'bt601',
-  smpte170m: 'bt601',
-  smpte240m: 'smpte240m',
-  bt2020nc: 'bt2020',
-  bt2020c: 'bt2020',
-};
-
-/** Chroma sample positions in 1/256 of a luma sample (FFmpeg's av_chroma_location_enum_to_pos). */
-const CHROMA_POSITIONS: Record<string, [number, number]> = {
-  left: [0, 128],
-  center: [128, 128],
-  topleft: [0, 0],
-  top: [128, 0],
-  bottomleft: [0, 256],
-  bottom: [128, 256],
-};
-
-/** Codecs whose FFmpeg 8 decoders tag 4:2:0 frames "left" when the stream does not say (checked: h264, hevc). */
-const LEFT_SITED = new Set(['h264', 'hevc']);
-
-export interface HighDepthFormat {
-  /** The ffmpeg pixel format to ask for (little-endian, same depth): yuv420p10le, … */
-  pixFmt: string;
-  bits: number;
-  fullRange: boolean;
-  matrix: Matrix;
-  /** Chroma position [x, y] in 1/256 luma samples. */
-  chroma: [number, number];
+interface Coefficients {
+  y: number;
+  yOffset: number;
+  vr: number;
+  ub: number;
+  ug: number;
+  vg: number;
 }
 
-/**
- * From the `Stream #0:n: Video: …` line ffmpeg prints, the format when it is 4:2:0 with 9 to 14 bits
- * (what yuv420HighDepthToRgb handles); undefined otherwise.
- */
-export function highDepthFormat(streamLine: string): HighDepthFormat | undefined {
-  const codec = /Video: (\w+)/.exec(streamLine)?.[1] ?? '';
-  const m = /, yuv420p(9|10|12|14)(?:le|be)(?:\(([^)]*)\))?(?=[,\s]|$)/.exec(streamLine);
-  if (!m) return undefined;
-  const [, depth, details] = m;
-  const tags = (details ?? '').split(',').map((t) => t.trim());
-  const space = tags.map((t) => t.split('/')[0]).find((t) => t in SPACE_NAMES);
-  const location = tags.find((t) => t in CHROMA_POSITIONS);
-  return {
-    pixFmt: `yuv420p${depth}le`,
-    bits: Number(depth),
-    fullRange: tags.includes('pc') || tags.includes('jpeg'),
-    matrix: space ? SPACE_NAMES[space] : 'bt601',
-    chroma: CHROMA_POSITIONS[location ?? (LEFT_SITED.has(codec) ? 'left' : 'center')],
-  };
-}
+/** roundToInt16(x · 2^13) of swscale, for a 16.16 value x. */
+const q13 = (x: number): number => Math.floor((x * 8192 + 32768) / 65536);
+/** C integer division (truncates toward zero). */
+const cdiv = (a: number, b: number): number => Math.trunc(a / b);
 
-/** C integer division (truncates toward zero), as swscale's table setup computes. */
-const cdiv = (a: number, b: number) => Math.trunc(a / b);
-
-interface Tables {
-  /** Clamped 8-bit output by table index. */
-  y: Uint8Array;
-  /** Offsets into `y` per 8-bit chroma value: base + chroma term (R from V, G from U and V, B from U). */
-  rV: Int32Array;
-  gU: Int32Array;
-  gV: Int32Array;
-  bU: Int32Array;
-}
-
-const tableCache = new Map<string, Tables>();
-
-/** swscale's 24-bit yuv2rgb tables for a matrix and range (default brightness, contrast, saturation). */
-function tables(matrix: Matrix, fullRange: boolean): Tables {
-  const key = `${matrix}:${fullRange}`;
-  const cached = tableCache.get(key);
-  if (cached) return cached;
-  const c = MATRICES[matrix];
-  let [crv, cbu, cgu, cgv]: number[] = [c[0], c[1], -c[2], -c[3]];
+export function yuvCoefficients(matrix: YuvMatrix, fullRange: boolean): Coefficients {
+  let [crv, cbu, cgu, cgv]: number[] = [...SWSCALE_MATRICES[matrix]];
+  cgu = -cgu;
+  cgv = -cgv;
   let cy = 1 << 16;
   let oy = 0;
-  if (fullRange) [crv, cbu, cgu, cgv] = [crv, cbu, cgu, cgv].map((x) => cdiv(x * 224, 255));
-  else {
+  if (!fullRange) {
     cy = cdiv(cy * 255, 219);
     oy = 16 << 16;
+  } else {
+    [crv, cbu, cgu, cgv] = [crv, cbu, cgu, cgv].map((c) => cdiv(c * 224, 255));
   }
-  [crv, cbu, cgu, cgv] = [crv, cbu, cgu, cgv].map((x) => cdiv(x * 65536 + 0x8000, cy)); // per unit of luma scale
-  const y = new Uint8Array(1024);
-  let yb = -(384 << 16) - oy;
-  for (let i = 0; i < 1024; i++, yb += cy) y[i] = Math.max(0, Math.min(255, Math.floor((yb + 0x8000) / 65536)));
-  const yoffs = fullRange ? 384 : 326;
-  const fill = (inc: number, base: number) => Int32Array.from({ length: 256 }, (_, i) => base - (inc >> 9) + Math.floor((i * inc) / 65536));
-  const t: Tables = { y, rV: fill(crv, yoffs), gU: fill(cgu, yoffs), gV: fill(cgv, 0), bU: fill(cbu, yoffs) };
-  tableCache.set(key, t);
-  return t;
+  return { y: q13(cy), yOffset: Math.floor((oy * 8 + 32768) / 65536), vr: q13(crv), ub: q13(cbu), ug: q13(cgu), vg: q13(cgv) };
 }
 
-/** Bilinear taps [index0, index1, weight1] (weight in 1/2^precision, edges clamped) for each output position. */
-function taps(outCount: number, srcCount: number, start: number, step: number, precision: number): Int32Array {
-  const out = new Int32Array(outCount * 3);
-  const one = 1 << precision;
-  for (let i = 0; i < outCount; i++) {
-    const s = start + i * step;
-    const p = Math.floor(s);
-    const w = Math.round((s - p) * one);
-    out[3 * i] = Math.min(Math.max(p, 0), srcCount - 1);
-    out[3 * i + 1] = Math.min(Math.max(p + 1, 0), srcCount - 1);
-    out[3 * i + 2] = w;
-  }
-  return out;
+export interface YuvImage {
+  width: number;
+  height: number;
+  y: Uint8Array;
+  u: Uint8Array;
+  v: Uint8Array;
+  yStride: number;
+  /** Stride of the U and V planes (equal in every planar layout WebCodecs gives). */
+  uvStride: number;
+  /** log2 of the chroma subsampling: 4:2:0 is (1, 1), 4:2:2 (1, 0), 4:4:4 (0, 0). */
+  shiftX: number;
+  shiftY: number;
+  /** Interleaved UV (NV12): u and v are the same plane, v one byte after u. */
+  interleaved?: boolean;
 }
 
-/**
- * One frame of planar 4:2:0 samples (Y plane, then U, then V; little-endian values of `format.bits` bits, as
- * ffmpeg's yuv420pNle rawvideo) → RGB24, row-major [height, width, 3].
- */
-export function yuv420HighDepthToRgb(planes: Uint16Array, width: number, height: number, format: HighDepthFormat, source = 'video'): Uint8Array {
-  const cw = (width + 1) >> 1;
-  const ch = (height + 1) >> 1;
-  if (planes.length !== width * height + 2 * cw * ch) {
-    throw new MediaError(source, `expected ${width * height + 2 * cw * ch} samples for a ${width}x${height} 4:2:0 frame, got ${planes.length}`);
-  }
-  const { bits } = format;
-  const t = tables(format.matrix, format.fullRange);
-  // Chroma positions in the source chroma grid, from swscale's local positions: (pos + 128) >> 1 for 2× subsampling.
-  const srcX = (format.chroma[0] + 128) >> 1;
-  const srcY = (format.chroma[1] + 128) >> 1;
-  const hTaps = taps(cw, cw, (128 - srcX) / 256, 1, 14); // to the packed writer's centred half-width grid
-  const vTaps = taps(height, ch, 0.25 - srcY / 256, 0.5, 12); // to every luma row
+const sat = (v: number): number => (v < 0 ? 0 : v > 255 ? 255 : v);
+/** pmulhw: the high 16 bits of a signed 16 × 16 product. */
+const mulhi = (a: number, c: number): number => (a * c) >> 16;
+
+/** RGB24, row-major [height, width, 3]. */
+export function yuvToRgb(img: YuvImage, matrix: YuvMatrix, fullRange: boolean): Uint8Array {
+  const k = yuvCoefficients(matrix, fullRange);
+  const { width, height, shiftX, shiftY } = img;
   const out = new Uint8Array(width * height * 3);
-  const hU = new Int32Array(cw * ch);
-  const hV = new Int32Array(cw * ch);
-  const shift = bits - 1;
-  const widen = 15 - bits; // sample << widen: the 15-bit intermediate
-  for (const [plane, dst] of [[width * height, hU], [width * height + cw * ch, hV]] as const) {
-    for (let r = 0; r < ch; r++) {
-      const row = plane + r * cw;
-      for (let i = 0; i < cw; i++) {
-        const w = hTaps[3 * i + 2];
-        dst[r * cw + i] = Math.floor((planes[row + hTaps[3 * i]] * ((1 << 14) - w) + planes[row + hTaps[3 * i + 1]] * w) / (1 << shift));
-      }
-    }
-  }
-  const round8 = (a: number, b: number, w: number) => Math.floor((a * (4096 - w) + b * w + (1 << 18)) / (1 << 19));
-  const clamp8 = (v: number) => (v < 0 ? 0 : v > 255 ? 255 : v);
-  for (let y = 0; y < height; y++) {
-    const [r0, r1, w] = [vTaps[3 * y] * cw, vTaps[3 * y + 1] * cw, vTaps[3 * y + 2]];
-    for (let x = 0; x < width; x++) {
-      const i = x >> 1;
-      const u = clamp8(round8(hU[r0 + i], hU[r1 + i], w));
-      const v = clamp8(round8(hV[r0 + i], hV[r1 + i], w));
-      const l = Math.floor(((planes[y * width + x] << widen) * 4096 + (1 << 18)) / (1 << 19));
-      const o = 3 * (y * width + x);
-      out[o] = t.y[t.rV[v] + l];
-      out[o + 1] = t.y[t.gU[u] + t.gV[v] + l];
-      out[o + 2] = t.y[t.bU[u] + l];
+  const step = img.interleaved ? 2 : 1;
+  for (let row = 0; row < height; row++) {
+    const yRow = row * img.yStride;
+    const cRow = (row >> shiftY) * img.uvStride;
+    for (let col = 0; col < width; col++) {
+      const yy = mulhi(img.y[yRow + col] * 8 - k.yOffset, k.y);
+      const c = cRow + (col >> shiftX) * step;
+      const u = img.u[c] * 8 - 1024;
+      const v = (img.interleaved ? img.u[c + 1] : img.v[c]) * 8 - 1024;
+      const o = (row * width + col) * 3;
+      out[o] = sat(yy + mulhi(v, k.vr));
+      out[o + 1] = sat(yy + mulhi(u, k.ug) + mulhi(v, k.vg));
+      out[o + 2] = sat(yy + mulhi(u, k.ub));
     }
   }
   return out;

@@ -8,7 +8,8 @@
  *                  one (bitsandbytes' own CPU path quantizes the activations too: its drift is measured, not matched)
  */
 import { QuantizationError } from '../errors';
-import { FORMAT_CODES, NativeAddon } from '../native/addon';
+import type { NativeAddon } from '../native/addon';
+import { FORMAT_CODES } from '../native/codes';
 import { StoredTensor, StoredWeight } from '../weights/stored';
 import { QuantStorage, fourBitToTensors, int8ToTensors } from './bnb_tensors';
 import { fourBitCode } from './codes';

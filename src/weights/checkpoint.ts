@@ -1,49 +1,40 @@
 /**
  * A Hugging Face checkpoint directory: either one `model.safetensors` or shards listed by
  * `model.safetensors.index.json` ({"metadata": {...}, "weight_map": {tensor name: shard file}}).
- * Like transformers, a single `model.safetensors` wins when both are present.
+ * Like transformers, a single `model.safetensors` wins when both are present. The directory is a local one or any
+ * other model folder (src/platform/files.ts: a URL read over HTTP).
  *
  * Every shard is opened (header only) and checked at open: it exists, stays inside the directory and
- * holds every tensor the index assigns to it. Only the file handles are kept; tensor data is read on
+ * holds every tensor the index assigns to it. Only the open files are kept; tensor data is read on
  * demand.
  */
-import { promises as fsp } from 'fs';
-import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
 import { SafetensorsError } from '../errors';
+import { platform } from '../platform';
+import { ModelFiles, SINGLE_WEIGHTS, WEIGHTS_INDEX, errorText as message, innerPath } from '../platform/files';
 import { SafetensorsFile, TensorInfo } from './safetensors';
 
-export const SINGLE_FILE = 'model.safetensors';
-export const INDEX_FILE = 'model.safetensors.index.json';
+export const SINGLE_FILE = SINGLE_WEIGHTS;
+export const INDEX_FILE = WEIGHTS_INDEX;
 /** An index lists one line per tensor; 100 MB is far beyond any real one. */
 const MAX_INDEX_BYTES = 100_000_000;
 
-/** The message of an error, also for errors from another realm (which fail `instanceof Error`). */
-function message(err: unknown): string {
-  const text = (err as { message?: unknown } | null)?.message;
-  return typeof text === 'string' ? text : String(err);
-}
-
-async function isFile(file: string): Promise<boolean> {
-  return (await fsp.stat(file).catch(() => null))?.isFile() ?? false;
-}
-
-async function checkDirectory(dir: string): Promise<void> {
-  const stat = await fsp.stat(dir).catch((err: unknown) => {
+async function localCheckpoint(dir: string): Promise<ModelFiles> {
+  const isDirectory = await platform.isDirectory(dir).catch((err: unknown) => {
     throw new SafetensorsError(dir, `cannot open checkpoint directory: ${message(err)}`);
   });
-  if (!stat.isDirectory()) throw new SafetensorsError(dir, 'checkpoint path is not a directory');
+  if (!isDirectory) throw new SafetensorsError(dir, 'checkpoint path is not a directory');
+  return platform.localFiles(dir);
 }
 
-/** Reads model.safetensors.index.json and returns its weight_map (tensor name -> shard file name), validated. */
-export async function readIndex(indexFile: string): Promise<Map<string, string>> {
-  const { size } = await fsp.stat(indexFile);
-  if (size > MAX_INDEX_BYTES) {
-    throw new SafetensorsError(indexFile, `index is ${size} bytes, over the ${MAX_INDEX_BYTES}-byte limit`);
+/** An index's weight_map (tensor name -> shard file name), validated. `indexFile` names it in errors. */
+export function parseIndex(text: string, indexFile: string): Map<string, string> {
+  if (text.length > MAX_INDEX_BYTES) {
+    throw new SafetensorsError(indexFile, `index is ${text.length} bytes, over the ${MAX_INDEX_BYTES}-byte limit`);
   }
   let json: unknown;
   try {
-    json = JSON.parse(await fsp.readFile(indexFile, 'utf8'));
+    json = JSON.parse(text);
   } catch (err) {
     throw new SafetensorsError(indexFile, `index is not valid JSON: ${message(err)}`);
   }
@@ -62,25 +53,21 @@ export async function readIndex(indexFile: string): Promise<Map<string, string>>
   return out;
 }
 
-/**
- * Resolves a shard name inside `dir`, refusing absolute paths and `..` escapes. The check is lexical on
- * purpose: in the Hugging Face cache every snapshot file is a symlink into ../../blobs, so following
- * links would reject all cached checkpoints.
- */
-function resolveShard(dir: string, indexFile: string, shard: string): string {
-  const root = path.resolve(dir);
-  const resolved = path.resolve(root, shard);
-  const rel = path.relative(root, resolved);
-  if (path.isAbsolute(shard) || rel === '' || rel.startsWith('..') || path.isAbsolute(rel)) {
-    throw new SafetensorsError(indexFile, `shard "${shard}" is outside the model directory ${root}`);
-  }
-  return resolved;
+/** Reads model.safetensors.index.json (a path in Node) and returns its weight_map, validated. */
+export async function readIndex(indexFile: string): Promise<Map<string, string>> {
+  return parseIndex(await platform.readTextFile(indexFile), indexFile);
 }
 
-async function openAll(files: string[]): Promise<SafetensorsFile[]> {
+async function openAll(files: ModelFiles, names: string[], indexFile: string): Promise<SafetensorsFile[]> {
   const opened: SafetensorsFile[] = [];
   try {
-    for (const file of files) opened.push(await SafetensorsFile.open(file));
+    for (const name of names) {
+      const source = await files.open(name).catch((err: unknown) => {
+        throw new SafetensorsError(files.where(name), `cannot open: ${message(err)}`);
+      });
+      if (!source) throw new SafetensorsError(indexFile, `shard "${name}" named in weight_map does not exist (${files.where(name)})`);
+      opened.push(await SafetensorsFile.fromSource(source));
+    }
     return opened;
   } catch (err) {
     await Promise.all(opened.map((f) => f.close()));
@@ -97,28 +84,30 @@ export class Checkpoint {
     private readonly owners: ReadonlyMap<string, SafetensorsFile>,
   ) {}
 
-  static async open(dir: string): Promise<Checkpoint> {
-    await checkDirectory(dir);
-    const single = path.join(dir, SINGLE_FILE);
-    if (await isFile(single)) {
-      const [file] = await openAll([single]);
-      return new Checkpoint(dir, null, [file], new Map(file.keys().map((k) => [k, file])));
+  /** A local directory (Node) or any model folder (src/platform/files.ts). */
+  static async open(dir: string | ModelFiles): Promise<Checkpoint> {
+    const files = typeof dir === 'string' ? await localCheckpoint(dir) : dir;
+    const single = await files.open(SINGLE_FILE).catch((err: unknown) => {
+      throw new SafetensorsError(files.where(SINGLE_FILE), `cannot open: ${message(err)}`);
+    });
+    if (single) {
+      const file = await SafetensorsFile.fromSource(single);
+      return new Checkpoint(files.location, null, [file], new Map(file.keys().map((k) => [k, file])));
     }
-    const indexFile = path.join(dir, INDEX_FILE);
-    if (await isFile(indexFile)) return Checkpoint.openSharded(dir, indexFile);
-    throw new SafetensorsError(dir, `no ${SINGLE_FILE} or ${INDEX_FILE} in this directory`);
+    const indexText = files.text(INDEX_FILE);
+    if (indexText !== undefined) return Checkpoint.openSharded(files, files.where(INDEX_FILE), indexText);
+    throw new SafetensorsError(files.location, `no ${SINGLE_FILE} or ${INDEX_FILE} in this directory`);
   }
 
-  private static async openSharded(dir: string, indexFile: string): Promise<Checkpoint> {
-    const weightMap = await readIndex(indexFile);
+  private static async openSharded(dir: ModelFiles, indexFile: string, indexText: string): Promise<Checkpoint> {
+    const weightMap = parseIndex(indexText, indexFile);
     const shardNames = [...new Set(weightMap.values())].sort();
-    const shardPaths = shardNames.map((s) => resolveShard(dir, indexFile, s));
-    for (const [i, file] of shardPaths.entries()) {
-      if (!(await isFile(file))) {
-        throw new SafetensorsError(indexFile, `shard "${shardNames[i]}" named in weight_map does not exist (${file})`);
-      }
-    }
-    const files = await openAll(shardPaths);
+    const inner = shardNames.map((shard) => {
+      const name = innerPath(shard);
+      if (name === null) throw new SafetensorsError(indexFile, `shard "${shard}" is outside the model directory ${dir.location}`);
+      return name;
+    });
+    const files = await openAll(dir, inner, indexFile);
     const byName = new Map(shardNames.map((s, i) => [s, files[i]]));
     const owners = new Map<string, SafetensorsFile>();
     for (const [name, shard] of weightMap) {
@@ -130,7 +119,7 @@ export class Checkpoint {
       }
       owners.set(name, file);
     }
-    return new Checkpoint(dir, indexFile, files, owners);
+    return new Checkpoint(dir.location, indexFile, files, owners);
   }
 
   /** Tensor names, sorted. For a sharded checkpoint these are the index's keys. */
@@ -146,7 +135,7 @@ export class Checkpoint {
   fileOf(name: string): SafetensorsFile {
     const file = this.owners.get(name);
     if (!file) {
-      const where = this.indexFile ?? path.join(this.dir, SINGLE_FILE);
+      const where = this.indexFile ?? this.files[0]?.path ?? this.dir;
       throw new SafetensorsError(where, `no tensor named "${name}" in this checkpoint`, name);
     }
     return file;

@@ -11,13 +11,10 @@
  * and no trailing bytes. We accept gaps and trailing bytes (they are harmless), but reject overlaps,
  * out-of-range offsets and any size that disagrees with dtype x shape.
  */
-import { randomBytes } from 'crypto';
-import { promises as fsp } from 'fs';
-import type { FileHandle } from 'fs/promises';
-import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
 import { SafetensorsError } from '../errors';
-import { nativeAddon } from '../native/addon';
+import { platform } from '../platform';
+import { ByteSource } from '../platform/files';
 import { Backing } from './stored';
 import {
   DType,
@@ -49,9 +46,6 @@ export interface OpenOptions {
 
 const DEFAULT_MAX_HEADER_BYTES = 100_000_000;
 const METADATA_KEY = '__metadata__';
-/** Largest single read; Node refuses reads of 2 GiB or more. */
-const READ_CHUNK = 1 << 30;
-
 function describe(value: unknown): string {
   if (value === undefined) return 'nothing';
   if (value === null) return 'null';
@@ -67,23 +61,12 @@ function message(err: unknown): string {
 }
 
 /** Reads exactly `length` bytes at `position` into a fresh (so aligned) buffer. */
-async function readExact(handle: FileHandle, position: number, length: number, ref: TensorRef): Promise<Uint8Array> {
-  const out = new Uint8Array(length);
-  let done = 0;
-  while (done < length) {
-    const want = Math.min(READ_CHUNK, length - done);
-    const { bytesRead } = await handle.read(out, done, want, position + done);
-    if (bytesRead === 0) {
-      throw new SafetensorsError(
-        ref.file,
-        `unexpected end of file at byte ${position + done} while reading ${length} bytes at ${position} ` +
-          '(was the file changed after it was opened?)',
-        ref.tensor || undefined,
-      );
-    }
-    done += bytesRead;
+async function readExact(source: ByteSource, position: number, length: number, ref: TensorRef): Promise<Uint8Array> {
+  try {
+    return await source.read(position, length);
+  } catch (err) {
+    throw new SafetensorsError(ref.file, message(err), ref.tensor || undefined);
   }
-  return out;
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -94,8 +77,8 @@ interface Header {
   tensors: Map<string, TensorInfo>;
 }
 
-async function readHeader(handle: FileHandle, file: string, maxHeaderBytes: number): Promise<Header> {
-  const { size } = await handle.stat();
+async function readHeader(handle: ByteSource, file: string, maxHeaderBytes: number): Promise<Header> {
+  const { size } = handle;
   if (size < 8) {
     throw new SafetensorsError(file, `file is ${size} bytes, shorter than the 8-byte header length prefix`);
   }
@@ -216,30 +199,35 @@ function checkNoOverlap(infos: TensorInfo[], file: string): void {
 // Reader
 
 export class SafetensorsFile {
-  private handle: FileHandle | null;
+  private handle: ByteSource | null;
 
   private constructor(
     readonly path: string,
-    handle: FileHandle,
+    handle: ByteSource,
     readonly metadata: Readonly<Record<string, string>>,
     readonly tensors: ReadonlyMap<string, TensorInfo>,
   ) {
     this.handle = handle;
   }
 
-  /** Opens `file` and validates its whole header; tensor data is read later, one tensor at a time. */
+  /** Opens `file` (a path in Node, a URL in the browser) and validates its whole header; tensor data is read later. */
   static async open(file: string, opts: OpenOptions = {}): Promise<SafetensorsFile> {
-    let handle: FileHandle;
+    let handle: ByteSource;
     try {
-      handle = await fsp.open(file, 'r');
+      handle = await platform.openFile(file);
     } catch (err) {
       throw new SafetensorsError(file, `cannot open: ${message(err)}`);
     }
+    return SafetensorsFile.fromSource(handle, opts);
+  }
+
+  /** Reads a file from any byte source (a local file, HTTP ranges); closes the source when its header is bad. */
+  static async fromSource(source: ByteSource, opts: OpenOptions = {}): Promise<SafetensorsFile> {
     try {
-      const header = await readHeader(handle, file, opts.maxHeaderBytes ?? DEFAULT_MAX_HEADER_BYTES);
-      return new SafetensorsFile(file, handle, header.metadata, header.tensors);
+      const header = await readHeader(source, source.name, opts.maxHeaderBytes ?? DEFAULT_MAX_HEADER_BYTES);
+      return new SafetensorsFile(source.name, source, header.metadata, header.tensors);
     } catch (err) {
-      await handle.close();
+      await source.close();
       throw err;
     }
   }
@@ -273,11 +261,12 @@ export class SafetensorsFile {
    */
   async viewBytes(name: string): Promise<{ bytes: Uint8Array; backing: Backing | null }> {
     const info = this.info(name);
-    const addon = nativeAddon();
-    if (addon && this.handle && info.byteLength > 0) {
+    const addon = platform.nativeAddon();
+    const file = this.handle?.localPath;
+    if (addon && file !== undefined && info.byteLength > 0) {
       let buffer: ArrayBuffer | null = null;
       try {
-        buffer = addon.mapFile(this.path, info.byteOffset, info.byteLength);
+        buffer = addon.mapFile(file, info.byteOffset, info.byteLength);
       } catch {
         // unmappable (a special file, an exotic file system): read it instead
       }
@@ -308,7 +297,7 @@ export class SafetensorsFile {
     return tf.tensor(await this.readInt32(name), [...shape], 'int32');
   }
 
-  /** Closes the file handle (mapped views still held stay valid). Safe to call twice. */
+  /** Closes the file (mapped views still held stay valid). Safe to call twice. */
   async close(): Promise<void> {
     const handle = this.handle;
     this.handle = null;
@@ -393,12 +382,21 @@ function fromTfTensors(file: string, tensors: Record<string, tf.Tensor>): Pendin
   });
 }
 
+const utf8 = new TextEncoder();
+
+function compareUtf8(a: string, b: string): number {
+  const x = utf8.encode(a);
+  const y = utf8.encode(b);
+  for (let i = 0; i < Math.min(x.length, y.length); i++) if (x[i] !== y[i]) return x[i] - y[i];
+  return x.length - y.length;
+}
+
 /** Python's order: decreasing dtype alignment, then name by UTF-8 bytes. */
 function sortForWriting(tensors: PendingTensor[]): PendingTensor[] {
   return [...tensors].sort(
     (a, b) =>
       WRITE_ORDER.indexOf(b.dtype) - WRITE_ORDER.indexOf(a.dtype) ||
-      Buffer.compare(Buffer.from(a.name, 'utf8'), Buffer.from(b.name, 'utf8')),
+      compareUtf8(a.name, b.name),
   );
 }
 
@@ -433,38 +431,33 @@ function buildHeader(file: string, tensors: PendingTensor[], metadata?: Record<s
     entries.push([t.name, `{"dtype":"${t.dtype}","shape":[${t.shape.join(',')}],"data_offsets":${offsets}}`]);
     offset += t.byteLength;
   }
-  const json = Buffer.from(jsonObject(entries), 'utf8');
-  const padded = Buffer.alloc(Math.ceil(json.length / 8) * 8, 0x20);
-  json.copy(padded);
+  const json = utf8.encode(jsonObject(entries));
+  const padded = new Uint8Array(Math.ceil(json.length / 8) * 8).fill(0x20);
+  padded.set(json);
   return padded;
 }
 
-async function writeAll(handle: FileHandle, bytes: Uint8Array): Promise<void> {
-  let done = 0;
-  while (done < bytes.byteLength) {
-    const { bytesWritten } = await handle.write(bytes, done, Math.min(READ_CHUNK, bytes.byteLength - done));
-    done += bytesWritten;
-  }
-}
-
 /** Writes through a temporary file in the same directory and renames it, so no partial file is seen. */
-async function writeAtomically(file: string, write: (handle: FileHandle) => Promise<void>): Promise<void> {
-  const suffix = `${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
-  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${suffix}`);
-  let handle: FileHandle | null = null;
+async function writeAtomically(file: string, write: (append: (bytes: Uint8Array) => Promise<void>) => Promise<void>): Promise<void> {
   try {
-    handle = await fsp.open(tmp, 'wx');
-    await write(handle);
-    await handle.sync();
-    await handle.close();
-    handle = null;
-    await fsp.rename(tmp, file);
+    await platform.writeFileAtomically(file, write);
   } catch (err) {
-    if (handle) await handle.close().catch(() => undefined);
-    await fsp.rm(tmp, { force: true }).catch(() => undefined);
     if (err instanceof SafetensorsError) throw err;
     throw new SafetensorsError(file, `cannot write: ${message(err)}`);
   }
+}
+
+/** The 8-byte length, the header, then every tensor's bytes in order, through a temporary file. */
+async function writePending(file: string, pending: PendingTensor[], metadata?: Record<string, string>): Promise<void> {
+  checkNames(file, pending);
+  const header = buildHeader(file, pending, metadata);
+  const prefix = new Uint8Array(8);
+  new DataView(prefix.buffer).setBigUint64(0, BigInt(header.byteLength), true);
+  await writeAtomically(file, async (append) => {
+    await append(prefix);
+    await append(header);
+    for (const t of pending) await append(await t.bytes());
+  });
 }
 
 /**
@@ -479,15 +472,7 @@ export async function writeSafetensors(
   metadata?: Record<string, string>,
 ): Promise<void> {
   const pending = sortForWriting(Array.isArray(tensors) ? fromEntries(file, tensors) : fromTfTensors(file, tensors));
-  checkNames(file, pending);
-  const header = buildHeader(file, pending, metadata);
-  const prefix = new Uint8Array(8);
-  new DataView(prefix.buffer).setBigUint64(0, BigInt(header.byteLength), true);
-  await writeAtomically(file, async (handle) => {
-    await writeAll(handle, prefix);
-    await writeAll(handle, header);
-    for (const t of pending) await writeAll(handle, await t.bytes());
-  });
+  await writePending(file, pending, metadata);
 }
 
 /** One tensor whose bytes are produced when the writer reaches it (dtype layout, little-endian). */
@@ -515,13 +500,5 @@ export async function writeSafetensorsLazy(file: string, tensors: LazyTensorEntr
       return { name, dtype, shape: [...shape], byteLength, bytes: checked };
     }),
   );
-  checkNames(file, pending);
-  const header = buildHeader(file, pending, metadata);
-  const prefix = new Uint8Array(8);
-  new DataView(prefix.buffer).setBigUint64(0, BigInt(header.byteLength), true);
-  await writeAtomically(file, async (handle) => {
-    await writeAll(handle, prefix);
-    await writeAll(handle, header);
-    for (const t of pending) await writeAll(handle, await t.bytes());
-  });
+  await writePending(file, pending, metadata);
 }

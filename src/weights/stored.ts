@@ -9,7 +9,9 @@
  * memory it views (a file mapping) is released when the last weight on it is disposed.
  */
 import { WeightsError } from '../errors';
-import { ComputeDType, FORMAT_CODES, NativeAddon, nativeAddon } from '../native/addon';
+import type { NativeAddon } from '../native/addon';
+import { ComputeDType, FORMAT_CODES } from '../native/codes';
+import { platform } from '../platform';
 import { DType, decodeBFloat16, decodeFloat16, encodeBFloat16, encodeFloat16 } from './dtype';
 
 export type HalfDType = 'bfloat16' | 'float16';
@@ -117,7 +119,7 @@ export class HalfWeight extends StoredWeight {
   widenRows(r0: number, r1: number): Float32Array {
     if (!(0 <= r0 && r0 <= r1 && r1 <= this.rows)) throw new WeightsError(`rows [${r0}, ${r1}) are outside [0, ${this.rows})`);
     const out = new Float32Array((r1 - r0) * this.cols);
-    const addon = nativeAddon();
+    const addon = platform.nativeAddon();
     if (addon) {
       addon.widenRows(FORMAT_CODES[this.format], this.data, this.cols, r0, r1, out);
       return out;

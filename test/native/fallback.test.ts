@@ -147,13 +147,14 @@ describe('switches', () => {
 // Only where nblas is installed (test/native/kernels.test.ts covers the case where it is not).
 if (available) {
 describe('OpenBLAS threads', () => {
-  /** src/native/blas.ts and its one import, transpiled, so a fresh process can load them. */
+  /** src/native/blas.ts and its imports, transpiled, so a fresh process can load them. */
   function transpiled(): string {
     const out = path.join(scratch, 'js');
     for (const [from, to] of [
       ['src/native/blas.ts', 'native/blas.js'],
       ['src/errors.ts', 'errors.js'],
       ['src/native/addon.ts', 'native/addon.js'],
+      ['src/native/codes.ts', 'native/codes.js'],
     ]) {
       const source = fs.readFileSync(path.join(__dirname, '../..', from), 'utf8');
       const js = ts.transpileModule(source, { compilerOptions: { module: ts.ModuleKind.CommonJS, target: ts.ScriptTarget.ES2022 } }).outputText;

@@ -9,7 +9,7 @@ import * as path from 'path';
 import { InputError, MediaError } from '../../src/errors';
 import { liveFfmpegPids, locateFfmpeg, runFfmpeg } from '../../src/processing/ffmpeg';
 import { countVideoFrames, parseProbe, probeVideo, readVideoFrames, sampleFrameIndices } from '../../src/processing/video';
-import { highDepthFormat } from '../../src/processing/yuv';
+import { highDepthFormat } from '../../src/processing/yuv_high_depth';
 
 // The module object itself (not an import-star copy), so that spying on spawn reaches src/processing/ffmpeg.
 // eslint-disable-next-line @typescript-eslint/no-require-imports

@@ -1,6 +1,6 @@
-import * as fs from 'fs';
-import * as path from 'path';
 import { ConfigError } from '../../errors';
+import { platform } from '../../platform';
+import { ModelFiles } from '../../platform/files';
 import { FieldReader, Json } from '../config_fields';
 import { CLIP_VISION_DEFAULTS, ClipVisionConfig, parseClipVisionConfig } from '../clip/config';
 import { LlamaConfig, parseLlamaConfig } from '../llama/config';
@@ -83,11 +83,14 @@ export function featureLayers(cfg: VideoLlavaConfig): number[] {
   return Array.isArray(cfg.vision_feature_layer) ? cfg.vision_feature_layer : [cfg.vision_feature_layer];
 }
 
-export async function loadVideoLlavaConfig(dir: string): Promise<VideoLlavaConfig> {
-  const file = path.join(dir, 'config.json');
-  let text: string;
+/** `<dir>/config.json`: a local directory, or any model folder (src/platform/files.ts). */
+export async function loadVideoLlavaConfig(dir: string | ModelFiles): Promise<VideoLlavaConfig> {
+  const files = typeof dir === 'string' ? platform.localFiles(dir) : dir;
+  const file = files.where('config.json');
+  let text: string | undefined;
   try {
-    text = await fs.promises.readFile(file, 'utf8');
+    text = files.text('config.json');
+    if (text === undefined) throw new Error('no such file');
   } catch (e) {
     throw new ConfigError('config.json', `cannot read ${file}: ${(e as Error).message}`);
   }

@@ -5,11 +5,11 @@
  * Keys in either checkpoint layout are accepted (src/weights/key_map.ts). A model that cannot fit in memory
  * is refused before anything is read (./memory.ts).
  */
-import { promises as fsp } from 'fs';
-import * as path from 'path';
 import { WeightsError } from '../../errors';
 import { Parameter } from '../../layers/module';
-import { ResolveOptions, resolveModel } from '../../hub';
+import type { ResolveOptions } from '../../hub/types';
+import { ModelSourceOptions, platform } from '../../platform';
+import { ModelFiles } from '../../platform/files';
 import { Checkpoint } from '../../weights/checkpoint';
 import { dtypeSize } from '../../weights/dtype';
 import { isIgnoredKey, toModulePath } from '../../weights/key_map';
@@ -31,9 +31,11 @@ export interface LoadProgress {
 /**
  * `dir` may be a local directory or a Hub model id ("LanguageBind/Video-LLaVA-7B-hf"): ids resolve through
  * the Hugging Face cache (shared with Python) and download what is missing; the ResolveOptions fields
- * (revision, token, cacheDir, endpoint, offline, onProgress for downloads) apply then.
+ * (revision, token, cacheDir, endpoint, offline, onProgress for downloads) apply then. An http(s) URL (and in the
+ * browser, a URL relative to the page) is read over HTTP by byte ranges, kept in Cache Storage in the browser
+ * (`cache`).
  */
-export interface LoadOptions extends Omit<ResolveOptions, 'onProgress' | 'allowPatterns'>, FormatOptions {
+export interface LoadOptions extends Omit<ResolveOptions, 'onProgress' | 'allowPatterns'>, Pick<ModelSourceOptions, 'cache'>, FormatOptions {
   /** Download progress when `dir` is a Hub model id that is not fully cached. */
   onDownloadProgress?: ResolveOptions['onProgress'];
   /** Called after each tensor is loaded. */
@@ -62,19 +64,22 @@ export function quantizationOf(model: VideoLlavaForConditionalGeneration): BitsA
   return QUANTIZATIONS.get(model);
 }
 
-export async function loadVideoLlava(idOrDir: string, options: LoadOptions = {}): Promise<VideoLlavaForConditionalGeneration> {
-  const { revision, cacheDir, token, endpoint, offline, fetch, lock } = options;
+export async function loadVideoLlava(idOrDir: string | ModelFiles, options: LoadOptions = {}): Promise<VideoLlavaForConditionalGeneration> {
+  const { revision, cacheDir, token, endpoint, offline, fetch, lock, cache } = options;
   const formats = checkFormatOptions(options);
-  const dir = await resolveModel(idOrDir, { revision, cacheDir, token, endpoint, offline, fetch, lock, onProgress: options.onDownloadProgress });
-  const config = await loadVideoLlavaConfig(dir);
+  const files =
+    typeof idOrDir === 'string'
+      ? await platform.modelFiles(idOrDir, { revision, cacheDir, token, endpoint, offline, fetch, lock, cache, onProgress: options.onDownloadProgress })
+      : idOrDir;
+  const dir = files.location;
+  const config = await loadVideoLlavaConfig(files);
   const model = new VideoLlavaForConditionalGeneration(config);
-  const configFile = path.join(dir, 'config.json');
-  const rawConfig = await fsp.readFile(configFile, 'utf8');
+  const rawConfig = files.text('config.json') ?? '';
   RAW_CONFIGS.set(model, rawConfig);
-  const quantization = resolveQuantization(model, options.quantization, JSON.parse(rawConfig) as Json, configFile);
+  const quantization = resolveQuantization(model, options.quantization, JSON.parse(rawConfig) as Json, `${dir}/config.json`);
   if (quantization) QUANTIZATIONS.set(model, quantization.config);
   const params = new Map<string, Parameter>(model.namedParameters());
-  const checkpoint = await Checkpoint.open(dir);
+  const checkpoint = await Checkpoint.open(files);
   try {
     const aux = auxKeys(checkpoint.keys(), quantization);
     const plan = planLoad(checkpoint.keys().filter((k) => !aux.keys.has(k)), params);

@@ -4,10 +4,9 @@
  * at most 4 GiB and tfjs-backend-wasm does not report a failed allocation (the tensor silently lands over other
  * data: benchmarks/RESULTS.md), so there the heap is the limit; elsewhere it is the memory the OS can give.
  */
-import * as fs from 'fs';
-import * as os from 'os';
 import * as tf from '@tensorflow/tfjs';
 import { WeightsError } from '../../errors';
+import { platform } from '../../platform';
 import type { Module } from '../../layers/module';
 
 /** The wasm heap tfjs-backend-wasm can address. */
@@ -21,15 +20,9 @@ export const gib = (bytes: number): string => `${(bytes / 1024 ** 3).toFixed(1)}
 /** GiB from 1 GiB up, else MiB: for summaries of models of any size. */
 export const formatBytes = (bytes: number): string => (bytes >= 1024 ** 3 ? gib(bytes) : `${(bytes / 1024 ** 2).toFixed(1)} MiB`);
 
-/** Memory the OS can give this process now: MemAvailable on Linux (free + reclaimable cache), else os.freemem(). */
+/** Memory the platform can give now: MemAvailable on Linux (free + reclaimable cache), else os.freemem(); the browser's guess. */
 export function availableMemory(): number {
-  try {
-    const match = /^MemAvailable:\s+(\d+) kB/m.exec(fs.readFileSync('/proc/meminfo', 'utf8'));
-    if (match) return Number(match[1]) * 1024;
-  } catch {
-    // not Linux
-  }
-  return os.freemem();
+  return platform.availableMemory();
 }
 
 export interface WeightMemory {

@@ -11,6 +11,7 @@ import { Linear } from '../../layers/linear';
 import { Module } from '../../layers/module';
 import { ClipVisionModel } from '../clip/modeling';
 import { LlamaModel } from '../llama/modeling';
+import { platform } from '../../platform';
 import { causalLmLoss } from '../../training/loss';
 import { VideoLlavaConfig, featureLayers } from './config';
 import { mergePlaceholders } from './merge';
@@ -147,14 +148,16 @@ export class VideoLlavaForConditionalGeneration extends Module<[VideoLlavaForwar
   }
 
   /**
-   * Loads config.json and the safetensors weights of a model directory (or Hub id). An original Video-LLaVA
-   * checkpoint (LlavaLlamaForCausalLM config, pytorch_model*.bin) is loaded with its LanguageBind towers, as the
-   * original builder.py combines them (./original.ts; options videoTower, imageTower, towerWeights).
+   * Loads config.json and the safetensors weights of a model directory, Hub id or URL (src/platform/files.ts). An
+   * original Video-LLaVA checkpoint (LlavaLlamaForCausalLM config, pytorch_model*.bin; Node only) is loaded with its
+   * LanguageBind towers, as the original builder.py combines them (./original.ts; options videoTower, imageTower,
+   * towerWeights).
    */
-  static async fromPretrained(dir: string, options: import('./original').OriginalLoadOptions = {}): Promise<VideoLlavaForConditionalGeneration> {
-    const { originalCheckpointDir, loadOriginalVideoLlava } = await import('./original');
-    const original = await originalCheckpointDir(dir, options);
-    if (original) return loadOriginalVideoLlava(original, options);
+  static async fromPretrained(dir: string | import('../../platform/files').ModelFiles, options: import('./original').OriginalLoadOptions = {}): Promise<VideoLlavaForConditionalGeneration> {
+    if (typeof dir === 'string') {
+      const original = await platform.loadOriginalModel(dir, options);
+      if (original) return original;
+    }
     const { loadVideoLlava } = await import('./loading');
     return loadVideoLlava(dir, options);
   }

@@ -8,7 +8,7 @@
 import { ConfigError, InputError } from '../../errors';
 import { Linear } from '../../layers/linear';
 import { Module } from '../../layers/module';
-import { ComputeDType } from '../../native/addon';
+import type { ComputeDType } from '../../native/codes';
 import { BITS_AND_BYTES_DEFAULTS, BitsAndBytesConfig, parseBitsAndBytesConfig } from '../../quantization/config';
 import { FOUR_BIT_TYPES, FourBitType } from '../../quantization/codes';
 import { FOUR_BIT_BLOCK_SIZES, quantize4bit } from '../../quantization/fourbit';

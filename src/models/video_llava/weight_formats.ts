@@ -13,7 +13,7 @@
  */
 import { InputError } from '../../errors';
 import { Parameter } from '../../layers/module';
-import { ComputeDType } from '../../native/addon';
+import type { ComputeDType } from '../../native/codes';
 import { Checkpoint } from '../../weights/checkpoint';
 import { DType, decodeFloat } from '../../weights/dtype';
 import { HalfDType, HalfWeight } from '../../weights/stored';
