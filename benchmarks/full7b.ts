@@ -7,7 +7,7 @@
  * each in a fresh process (its own peak RSS), and PyTorch
  * bfloat16 (the anchor: float32 PyTorch does not fit) runs on the same folder and the same inputs in the same run.
  *
- *   npm run bench:7b [-- --dir DIR] [--variants bf16,bf16c] [--prompts image,video] [--new-tokens 16]
+ *   npm run bench:7b [-- --dir DIR] [--variants bf16,bf16c,nf4,nf4c,int8] [--prompts image,video] [--new-tokens 16]
  *                       [--threads N] [--no-torch] [--prepare-only] [--out benchmarks/results]
  *
  * Random weights make no sense of the answers: the point is that it runs, how fast, and in how much memory.
@@ -56,7 +56,7 @@ interface Options {
 function parseOptions(argv: string[]): Options {
   const o: Options = {
     dir: process.env.VIDEO_LLAVA_SYNTHETIC_7B ?? path.join(os.homedir(), '.cache', 'video-llava', 'synthetic-video-llava-7b-hf'),
-    variants: ['bf16', 'bf16c'],
+    variants: ['bf16', 'bf16c', 'nf4', 'nf4c', 'int8'],
     prompts: ['image', 'video'],
     newTokens: 16,
     threads: null,

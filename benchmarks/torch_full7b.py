@@ -40,7 +40,7 @@ def main() -> None:
     with torch.inference_mode():
         t0 = time.perf_counter()
         if "pixel_values_videos" in inputs:
-            model.get_video_features(pixel_values_videos=inputs["pixel_values_videos"])
+            model.model.get_video_features(pixel_values_videos=inputs["pixel_values_videos"], vision_feature_layer=-2)
         else:
             model.get_image_features(pixel_values=inputs["pixel_values_images"], vision_feature_layer=-2, vision_feature_select_strategy="default")
         vision_ms = (time.perf_counter() - t0) * 1000

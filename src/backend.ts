@@ -5,6 +5,7 @@
  * wasm, webgl, webgpu (where the browser has it) and cpu (src/platform/browser.ts).
  */
 import * as tf from '@tensorflow/tfjs';
+import { installWasmSlices } from './native/wasm_slice';
 import { installWasmSplitMatmul } from './native/wasm_split';
 import { BackendError } from './errors';
 import { platform } from './platform';
@@ -41,6 +42,7 @@ export async function setBackend(option?: string, { native }: { native?: boolean
     if (!ok) throw new BackendError(`backend "${name}" failed to initialise`);
   }
   await tf.ready();
+  if (name === 'wasm') installWasmSlices();
   // Before the native kernels capture wasm's BatchMatMul as their fallback (src/native/wasm_split.ts).
   if (name === 'wasm' && platform.env(WASM_SPLIT_ENV) !== '0' && !platform.nativeKernelsActive('wasm')) installWasmSplitMatmul();
   platform.configureBackend(name, native);
