@@ -162,7 +162,7 @@ function runGenerate(o: Options, variant: string, prompt: PromptName): RunResult
   const wallMs = Date.now() - t0;
   const line = r.stdout.trim().split('\n').pop() ?? '';
   if (r.status !== 0 || !line.startsWith('{')) return { variant, prompt, ok: false, error: (r.stderr || r.stdout).trim().split('\n').slice(-3).join(' | '), wallMs };
-  return { variant, prompt, ok: true, ...JSON.parse(line), wallMs };
+  return { ...JSON.parse(line), variant, prompt, ok: true, wallMs }; // the run's prompt name, not the CLI's prompt text
 }
 
 function runTorch(o: Options, prompt: PromptName, scratch: string): Record<string, unknown> {

@@ -8,6 +8,7 @@
         "src/cpu.c",
         "src/dnnl.c",
         "src/pool.c",
+        "src/quantize.c",
         "src/mapping.c",
         "src/matmul.c",
         "src/kernels_ref.c",

@@ -206,6 +206,24 @@ static napi_value widen_rows(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* quantize4bit(x, blocks, block, bounds, order, absmax, packed): bitsandbytes' 4-bit codes of `blocks` whole blocks. */
+static napi_value quantize4bit(napi_env env, napi_callback_info info) {
+  size_t argc = 7;
+  napi_value argv[7];
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  int64_t blocks, block;
+  view x, bounds, order, absmax, packed;
+  if (argc != 7 || !get_view(env, argv[0], &x) || !get_i64(env, argv[1], &blocks) || !get_i64(env, argv[2], &block) ||
+      !get_view(env, argv[3], &bounds) || !get_view(env, argv[4], &order) || !get_view(env, argv[5], &absmax) ||
+      !get_view(env, argv[6], &packed))
+    THROW(env, "quantize4bit: bad arguments");
+  if (blocks < 0 || block < 2 || block % 2 != 0 || bounds.bytes < 15 * 4 || order.bytes < 16 ||
+      (size_t)(blocks * block) * 4 > x.bytes || (size_t)blocks * 4 > absmax.bytes || (size_t)(blocks * block / 2) > packed.bytes)
+    THROW(env, "quantize4bit: an array is shorter than the blocks, or the block size is not even");
+  vl_quantize4bit(x.data, blocks, block, bounds.data, order.data, absmax.data, packed.data);
+  return NULL;
+}
+
 typedef struct {
   void *base;
   size_t mapped;
@@ -316,6 +334,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"gemm", NULL, gemm, NULL, NULL, NULL, napi_default, NULL},
       {"gemmQuant", NULL, gemm_quant, NULL, NULL, NULL, napi_default, NULL},
       {"widenRows", NULL, widen_rows, NULL, NULL, NULL, napi_default, NULL},
+      {"quantize4bit", NULL, quantize4bit, NULL, NULL, NULL, napi_default, NULL},
       {"mapFile", NULL, map_file, NULL, NULL, NULL, napi_default, NULL},
       {"unmap", NULL, unmap, NULL, NULL, NULL, napi_default, NULL},
       {"readBandwidth", NULL, read_bandwidth, NULL, NULL, NULL, napi_default, NULL},

@@ -56,7 +56,9 @@ static inline __m512 dequant16(const vl_bmat *b, int64_t row, int64_t col) {
   __m128i codes = _mm_or_si128(_mm_srli_epi16(bytes, 4), _mm_slli_epi16(_mm_and_si128(bytes, _mm_set1_epi16(15)), 8));
   __m512 table = _mm512_loadu_ps(b->code);
   __m512 v = _mm512_permutexvar_ps(_mm512_cvtepu8_epi32(codes), table);
-  return round_lanes(b->round, _mm512_mul_ps(v, _mm512_set1_ps(b->scales[flat / b->block])));
+  /* block sizes are powers of two (bitsandbytes' are): a shift, not a 64-bit division per 16 values */
+  int64_t scale = (b->block & (b->block - 1)) == 0 ? flat >> __builtin_ctzll((unsigned long long)b->block) : flat / b->block;
+  return round_lanes(b->round, _mm512_mul_ps(v, _mm512_set1_ps(b->scales[scale])));
 }
 
 static inline int quant_vectors(const vl_bmat *b) {

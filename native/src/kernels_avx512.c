@@ -184,6 +184,47 @@ static inline void dot_rows_quant(int M, int64_t K, const float *A, int64_t lda,
     }
 }
 
+/* 16 codes of a 4-bit row in order (byte i: value 2i in its high nibble, 2i + 1 in its low one), as 32-bit lanes. */
+static inline __m512i q4_codes16(const uint8_t *p) {
+  /* each byte in a 64-bit lane: its high nibble into the low 32-bit half, the byte itself into the high half;
+   * vpermps reads only the low 4 bits of each 32-bit index, so no masking is needed (one shuffle, not three) */
+  __m512i v = _mm512_cvtepu8_epi64(_mm_loadl_epi64((const __m128i *)p));
+  return _mm512_or_si512(_mm512_srli_epi64(v, 4), _mm512_slli_epi64(v, 32));
+}
+
+/*
+ * 4-bit rows whose blocks do not straddle rows (K a multiple of the block): per block the 16 values it can hold,
+ * round(code[q] · scale), are made once (the same float32 operations dequant16 does lane by lane), and every weight
+ * is then one table lookup: decode reads each packed byte once at close to the memory's rate.
+ */
+static inline void dot_rows_q4(int M, int64_t K, const float *A, int64_t lda, const vl_bmat *B, int64_t n, float *C,
+                               int64_t ldc, float beta) {
+  __m512 acc[VL_SMALL_M][2];
+  for (int m = 0; m < VL_SMALL_M; m++) acc[m][0] = acc[m][1] = _mm512_setzero_ps();
+  const __m512 code = _mm512_loadu_ps(B->code);
+  const int64_t block = B->block;
+  const uint8_t *row0 = (const uint8_t *)B->data + ((n * B->ld) >> 1), *row1 = row0 + (B->ld >> 1);
+  const float *s0 = B->scales + n * B->ld / block, *s1 = B->scales + (n + 1) * B->ld / block;
+  for (int64_t k0 = 0, b = 0; k0 < K; k0 += block, b++) {
+    __m512 t0 = round_lanes(B->round, _mm512_mul_ps(code, _mm512_set1_ps(s0[b])));
+    __m512 t1 = round_lanes(B->round, _mm512_mul_ps(code, _mm512_set1_ps(s1[b])));
+    for (int64_t k = k0; k < k0 + block; k += 16) {
+      __m512 w0 = _mm512_permutexvar_ps(q4_codes16(row0 + (k >> 1)), t0);
+      __m512 w1 = _mm512_permutexvar_ps(q4_codes16(row1 + (k >> 1)), t1);
+      for (int m = 0; m < M; m++) {
+        __m512 x = _mm512_loadu_ps(A + m * lda + k);
+        acc[m][0] = _mm512_fmadd_ps(x, w0, acc[m][0]);
+        acc[m][1] = _mm512_fmadd_ps(x, w1, acc[m][1]);
+      }
+    }
+  }
+  for (int m = 0; m < M; m++)
+    for (int j = 0; j < 2; j++) {
+      float *out = C + m * ldc + n + j;
+      *out = (beta == 0.0f ? 0.0f : beta * *out) + _mm512_reduce_add_ps(acc[m][j]);
+    }
+}
+
 static void small_dot(int64_t M, int64_t K, const float *A, int64_t lda, const vl_bmat *B, int64_t n0, int64_t n1,
                       float *C, int64_t ldc, float beta, int compute) {
   (void)compute;
@@ -192,6 +233,16 @@ static void small_dot(int64_t M, int64_t K, const float *A, int64_t lda, const v
     if (!quant_vectors(B) || K % 16 != 0) {
       vl_kernels_ref.small_dot(M, K, A, lda, B, n0, n1, C, ldc, beta, compute);
       return;
+    }
+    if (B->format == VL_Q4 && B->ld == K && K % B->block == 0) {
+      for (; n + 2 <= n1; n += 2) {
+        switch (M) {
+          case 1: dot_rows_q4(1, K, A, lda, B, n, C, ldc, beta); break;
+          case 2: dot_rows_q4(2, K, A, lda, B, n, C, ldc, beta); break;
+          case 3: dot_rows_q4(3, K, A, lda, B, n, C, ldc, beta); break;
+          default: dot_rows_q4(4, K, A, lda, B, n, C, ldc, beta); break;
+        }
+      }
     }
     for (; n + 2 <= n1; n += 2) {
       switch (M) {

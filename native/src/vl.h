@@ -57,6 +57,10 @@ int vl_isa_set(int isa); /* returns the ISA in effect: min(isa, best) */
 /* pool.c: fn(ctx, task) for task in [0, tasks), on up to vl_threads() threads (the caller is one of them). */
 typedef void (*vl_task_fn)(void *ctx, int64_t task);
 void vl_parallel(int64_t tasks, vl_task_fn fn, void *ctx);
+
+/* bitsandbytes' 4-bit codes of whole blocks (quantize.c) */
+void vl_quantize4bit(const float *x, int64_t blocks, int64_t block, const float *bounds, const uint8_t *order, float *absmax,
+                     uint8_t *packed);
 int vl_threads(void);
 void vl_set_threads(int n);
 

@@ -87,6 +87,12 @@ export interface NativeAddon {
     beta: number,
     compute: number,
   ): void;
+  /**
+   * bitsandbytes' 4-bit quantization of `blocks` whole blocks of `x` (src/quantization/fourbit.ts: the same float32
+   * operations): absmax per block into `absmax`, two codes a byte into `packed`; `bounds` are the 15 sorted midpoints
+   * of the code table and `order` maps a rank to its code.
+   */
+  quantize4bit(x: Float32Array, blocks: number, block: number, bounds: Float32Array, order: Uint8Array, absmax: Float32Array, packed: Uint8Array): void;
   /** Rows [r0, r1) of a [rows][cols] matrix of `format` widened into dst. */
   widenRows(format: number, data: Stored, cols: number, r0: number, r1: number, dst: Floats): void;
   /** Bytes [offset, offset + length) of a file, privately memory-mapped (no copy). */

@@ -9,6 +9,7 @@
  * the float32 block scales are themselves stored as 8-bit codes (blockwise8.ts) around their mean.
  */
 import { QuantizationError } from '../errors';
+import { platform } from '../platform';
 import { dequantizeBlockwise8, quantizeBlockwise8 } from './blockwise8';
 import { FOUR_BIT_TYPES, FourBitType, dynamicCode, fourBitBounds, fourBitCode } from './codes';
 import { torchMeanFloat32 } from './torch_sum';
@@ -143,7 +144,11 @@ export function quantize4bit(weight: Float32Array, shape: readonly number[], opt
   const absmax = new Float32Array(blocks);
   const packed = new Uint8Array(ceil(n / 2));
   const partial = n % blockSize !== 0;
-  for (let b = 0; b < blocks; b++) {
+  // Whole blocks on the native addon where it is built (the same float32 operations, ~50x faster); the rest here.
+  const addon = platform.nativeAddon();
+  const nativeBlocks = addon && blockSize % 2 === 0 ? floor(n / blockSize) : 0;
+  if (nativeBlocks > 0) addon!.quantize4bit(weight, nativeBlocks, blockSize, bounds, order, absmax, packed);
+  for (let b = nativeBlocks; b < blocks; b++) {
     const start = b * blockSize;
     const end = min(start + blockSize, n);
     let m = 0;

@@ -34,6 +34,19 @@ export function roundToDtype(values: Float32Array, dtype: WeightDtype): Float32A
 
 /** Throws unless every value is finite and exactly representable in `dtype`. */
 export function checkRepresentable(values: Float32Array, dtype: WeightDtype, name: string): void {
+  if (dtype !== 'float16') {
+    // float32 and bfloat16 by their bits: finite = exponent not all ones; bfloat16 = the low 16 bits zero
+    const bits = new Uint32Array(values.buffer, values.byteOffset, values.length);
+    const low = dtype === 'bfloat16' ? 0xffff : 0;
+    for (let i = 0; i < bits.length; i++) {
+      const u = bits[i];
+      if ((u & 0x7f800000) === 0x7f800000 || (u & low) !== 0) {
+        const v = values[i];
+        throw new QuantizationError(name, isFinite(v) ? `value ${v} at index ${i} is not a ${dtype} value (the weight's dtype)` : `value ${v} at index ${i} is not finite`);
+      }
+    }
+    return;
+  }
   const rounded = roundToDtype(values, dtype);
   for (let i = 0; i < values.length; i++) {
     const v = values[i];

@@ -223,6 +223,11 @@ export class TorchCheckpoint {
     return this.fileOf(name).readTensor(name);
   }
 
+  /** The tensor's elements in row-major order, as little-endian bytes of its dtype. */
+  readBytes(name: string): Promise<Uint8Array> {
+    return this.fileOf(name).readBytes(name);
+  }
+
   async close(): Promise<void> {
     await Promise.all(this.files.map((f) => f.close()));
   }

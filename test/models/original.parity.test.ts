@@ -57,6 +57,16 @@ describe('original Video-LLaVA checkpoint, towers from their repositories (build
     expect(model.model.image_tower.encoder.layers.items[0].temporal_attn).toBeUndefined();
   });
 
+  test('the float16 checkpoint\'s large weights stay float16 outside the heap (dtype "auto"), the towers\' float32 ones are tensors', () => {
+    const formats = new Map<string, string | undefined>();
+    for (const [path, p] of model.namedParameters()) formats.set(path, p.stored?.format);
+    for (const path of ['model.language_model.layers.0.self_attn.q_proj.weight', 'model.language_model.layers.1.mlp.down_proj.weight', 'model.language_model.embed_tokens.weight', 'lm_head.weight', 'model.multi_modal_projector.linear_1.weight']) {
+      expect([path, formats.get(path)]).toEqual([path, 'float16']);
+    }
+    expect(formats.get('model.language_model.norm.weight')).toBeUndefined(); // small tensors: float32
+    expect(formats.get('model.video_tower.encoder.layers.0.self_attn.q_proj.weight')).toBeUndefined(); // LanguageBind repo: float32
+  });
+
   test.each(CASES)('case %s matches the original code at every stage', async (name) => {
     const f = await openCase('original', name);
     const x = await inputs(model, f);
@@ -115,6 +125,26 @@ describe('original Video-LLaVA checkpoint alone (the tower copies it carries)', 
     const f = await openCase('original', 'video');
     const x = await inputs(model, f);
     try {
+      const out = model.forward(x);
+      const expected = await f.tensor('logits');
+      expect(diff(out.logits, expected).abs).toBeLessThanOrEqual(TOL.logits);
+      // the tower copies are float16 too, so they stay float16 here
+      expect(model.model.video_tower.encoder.layers.items[0].self_attn.q_proj.weight.stored?.format).toBe('float16');
+      tf.dispose([expected]);
+      disposeOutput(out);
+    } finally {
+      x.pixelValuesVideos?.dispose();
+      await f.close();
+      model.dispose();
+    }
+  });
+
+  test('with dtype "float32" every weight is a float32 tensor, and the logits are the original\'s as well', async () => {
+    const model = await VideoLlavaForConditionalGeneration.fromPretrained(ORIGINAL_MODEL, { ...TOWERS, towerWeights: 'embedded', dtype: 'float32' });
+    const f = await openCase('original', 'video');
+    const x = await inputs(model, f);
+    try {
+      expect([...model.namedParameters()].filter(([, p]) => p.stored)).toEqual([]);
       const out = model.forward(x);
       const expected = await f.tensor('logits');
       expect(diff(out.logits, expected).abs).toBeLessThanOrEqual(TOL.logits);

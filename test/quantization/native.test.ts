@@ -5,6 +5,8 @@
  * block sizes that do and do not divide the rows, every original dtype the values round to.
  */
 import { ISAS, Isa, NativeAddon, nativeAddon } from '../../src/native/addon';
+import { platform } from '../../src/platform';
+import { fourBitBounds } from '../../src/quantization/codes';
 import { quantize4bit } from '../../src/quantization/fourbit';
 import { quantizeInt8 } from '../../src/quantization/int8';
 import { roundToDtype } from '../../src/quantization/weight_dtype';
@@ -117,5 +119,41 @@ describeAddon('quantized products on the addon', () => {
         if (!(d < 2e-2)) throw new Error(`${isa} ${name}: bf16 compute drift ${d}`);
       }
     }
+  });
+});
+
+describeAddon('4-bit quantization of whole blocks on the addon', () => {
+  /** Values with every edge a block can have: zeros, ±absmax, exact ties on the code midpoints, subnormals. */
+  function edgy(n: number, seed: number, type: 'nf4' | 'fp4'): Float32Array {
+    const v = values(n, seed);
+    const { bounds } = fourBitBounds(type);
+    for (let i = 0; i < n; i += 7) v[i] = 0;
+    for (let i = 3; i < n; i += 64) v[i] = 1; // the block's absmax, so the bounds below land exactly on midpoints
+    for (let i = 5; i < n; i += 11) v[i] = bounds[i % 15];
+    for (let i = 9; i < n; i += 97) v[i] = 1e-40;
+    return v;
+  }
+
+  test('equals the TypeScript quantizer byte for byte (NF4 and FP4, block sizes, partial last blocks, double quantization)', () => {
+    let compared = 0;
+    for (const quantType of ['nf4', 'fp4'] as const) {
+      for (const [n, blockSize] of [[64 * 40, 64], [128 * 33 + 50, 128], [4096 * 3, 4096], [256 * 9 + 1, 256], [32 * 17, 32]] as const) {
+        for (const doubleQuant of [false, true]) {
+          const w = edgy(n, n + blockSize, quantType);
+          const native = quantize4bit(w, [n], { quantType, blockSize, doubleQuant });
+          const spy = jest.spyOn(platform, 'nativeAddon').mockReturnValue(null);
+          let plain;
+          try {
+            plain = quantize4bit(w, [n], { quantType, blockSize, doubleQuant });
+          } finally {
+            spy.mockRestore();
+          }
+          expect(Buffer.from(native.packed).equals(Buffer.from(plain.packed))).toBe(true);
+          expect(Buffer.from(native.absmax.buffer).equals(Buffer.from(plain.absmax.buffer))).toBe(true);
+          compared++;
+        }
+      }
+    }
+    expect(compared).toBe(20);
   });
 });

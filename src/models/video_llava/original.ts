@@ -18,10 +18,12 @@ import { Parameter } from '../../layers/module';
 import { Checkpoint, INDEX_FILE, SINGLE_FILE } from '../../weights/checkpoint';
 import { isIgnoredKey, originalToModulePath, towerToModulePath } from '../../weights/key_map';
 import { TorchCheckpoint } from '../../weights/torch_checkpoint';
+import type { DType } from '../../weights/dtype';
 import { Json } from '../config_fields';
 import { ClipVisionModel } from '../clip/modeling';
 import { VideoLlavaConfig } from './config';
 import { checkWeightsFit } from './memory';
+import { checkFormatOptions, halfWeightFromBytes, storedFormat } from './weight_formats';
 import type { LoadOptions } from './loading';
 import { VideoLlavaForConditionalGeneration } from './modeling';
 import { isOriginalConfig, originalConfig, parseTowerConfig } from './original_config';
@@ -69,8 +71,9 @@ export async function originalCheckpointDir(idOrDir: string, options: LoadOption
 /** pytorch_model*.bin or safetensors, whichever the directory has (safetensors first, as transformers). */
 export interface WeightSource {
   keys(): string[];
-  info(key: string): { byteLength: number };
+  info(key: string): { byteLength: number; dtype: DType; shape: number[] };
   readTensor(key: string): Promise<tf.Tensor>;
+  readBytes(key: string): Promise<Uint8Array>;
   close(): Promise<void>;
 }
 
@@ -110,8 +113,13 @@ interface Source {
   owns: (path: string) => boolean;
 }
 
-/** Fills `params` from the sources; every parameter must be found exactly once. */
-async function fill(params: Map<string, Parameter>, sources: Source[], options: LoadOptions): Promise<void> {
+/**
+ * Fills `params` from the sources; every parameter must be found exactly once. Large weights stored in 16 bits stay
+ * 16-bit outside the tensor heap as in loading.ts (the `dtype` / `computeDtype` options, ./weight_formats.ts), read
+ * into memory (a PyTorch archive is not mapped); the whole is checked against the machine's memory before any read.
+ */
+async function fill(params: Map<string, Parameter>, sources: Source[], options: LoadOptions, dir: string): Promise<void> {
+  const formats = checkFormatOptions(options);
   const found = new Set<string>();
   const plans: Array<{ weights: WeightSource; entries: Array<[string, string]> }> = [];
   const unexpected: string[] = [];
@@ -140,13 +148,23 @@ async function fill(params: Map<string, Parameter>, sources: Source[], options: 
     }
     const missing = [...params.keys()].filter((p) => !found.has(p));
     if (missing.length > 0) throw new WeightsError(`the checkpoints lack ${missing.length} weights the model needs: ${missing.slice(0, 5).join(', ')}`);
+    const formatOf = (weights: WeightSource, key: string, p: string) => storedFormat(params.get(p)!, weights.info(key).dtype, formats);
+    checkFits(plans.flatMap(({ weights, entries }) => entries.map(([key, p]) => ({ size: params.get(p)!.size, stored: formatOf(weights, key, p) !== null }))), dir);
     const total = plans.reduce((s, p) => s + p.entries.length, 0);
     const bytesTotal = plans.reduce((s, p) => s + p.entries.reduce((b, [k]) => b + p.weights.info(k).byteLength, 0), 0);
     let tensorsLoaded = 0;
     let bytesLoaded = 0;
     for (const { weights, entries } of plans) {
       for (const [key, p] of entries) {
-        params.get(p)!.set(await weights.readTensor(key), key);
+        const format = formatOf(weights, key, p);
+        if (format) {
+          const { dtype, shape } = weights.info(key);
+          const weight = halfWeightFromBytes(await weights.readBytes(key), dtype, shape as [number, number], format, { file: dir, tensor: key });
+          weight.compute = formats.computeDtype;
+          params.get(p)!.setStored(weight, key);
+        } else {
+          params.get(p)!.set(await weights.readTensor(key), key);
+        }
         bytesLoaded += weights.info(key).byteLength;
         options.onProgress?.({ tensorsLoaded: ++tensorsLoaded, tensorsTotal: total, bytesLoaded, bytesTotal });
       }
@@ -170,7 +188,6 @@ export async function loadOriginalVideoLlava(idOrDir: string, options: OriginalL
   const model = new VideoLlavaForConditionalGeneration(config);
   try {
     const params = new Map(model.namedParameters());
-    checkHeapFits(params.values(), dir);
     const isTower = (p: string) => /^model\.(video|image)_tower\./.test(p);
     const embedded = options.towerWeights === 'embedded';
     const sources: Source[] = [{ dir, map: originalToModulePath, owns: (p) => embedded || !isTower(p) }];
@@ -178,7 +195,7 @@ export async function loadOriginalVideoLlava(idOrDir: string, options: OriginalL
       sources.push({ dir: videoDir, map: (k) => towerToModulePath(k, 'video_tower'), owns: (p) => p.startsWith('model.video_tower.') });
       sources.push({ dir: imageDir, map: (k) => towerToModulePath(k, 'image_tower'), owns: (p) => p.startsWith('model.image_tower.') });
     }
-    await fill(params, sources, options);
+    await fill(params, sources, options, dir);
     if (!params.has('lm_head.weight')) throw new WeightsError('unexpected: no lm_head');
     return model;
   } catch (e) {
@@ -196,7 +213,7 @@ export async function loadLanguageBindTower(idOrDir: string, options: LoadOption
   try {
     const params = new Map(tower.namedParameters());
     const map = (k: string) => towerToModulePath(k, 'video_tower')?.slice('model.video_tower.'.length) ?? null;
-    await fill(params, [{ dir, map, owns: () => true }], options);
+    await fill(params, [{ dir, map, owns: () => true }], options, dir);
     return tower;
   } catch (e) {
     tower.dispose();
@@ -204,16 +221,15 @@ export async function loadLanguageBindTower(idOrDir: string, options: LoadOption
   }
 }
 
-/** Every weight is widened to float32 here: refuse up front what cannot fit (./memory.ts, as loading.ts does). */
-function checkHeapFits(params: Iterable<Parameter>, dir: string): void {
+/** Refuse up front what cannot fit (./memory.ts, as loading.ts does): float32 tensors in the heap, 16-bit weights beside it. */
+function checkFits(weights: Array<{ size: number; stored: boolean }>, dir: string): void {
   let heapBytes = 0;
-  for (const p of params) heapBytes += p.size * 4;
-  try {
-    checkWeightsFit({ heapBytes, storedBytes: 0 }, dir);
-  } catch (e) {
-    const hint = 'original-layout checkpoints are read as float32 here; `video-llava convert --dtype bfloat16` (on a machine with the memory) gives a folder whose 16-bit weights stay 16-bit';
-    throw e instanceof WeightsError ? new WeightsError(`${e.message} (${hint})`) : e;
+  let storedBytes = 0;
+  for (const w of weights) {
+    if (w.stored) storedBytes += w.size * 2;
+    else heapBytes += w.size * 4;
   }
+  checkWeightsFit({ heapBytes, storedBytes }, dir);
 }
 
 /** IMAGE_TOKEN_INDEX of the original code: one per image, num_frames consecutive ones per video. */

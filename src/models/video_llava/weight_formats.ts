@@ -63,18 +63,28 @@ export async function readHalfWeight(checkpoint: Checkpoint, key: string, target
     const data = new Uint16Array(aligned.buffer, aligned.byteOffset, aligned.byteLength / 2);
     weight = new HalfWeight(target, [rows, cols], data, aligned === bytes ? backing : null);
   } else {
-    const bytes = await checkpoint.readBytes(key);
-    const size = bytes.byteLength / (rows * cols || 1);
-    const out = new Uint16Array(rows * cols);
-    const step = Math.max(1, Math.floor(CONVERT_ROWS_BYTES / (4 * cols)));
-    for (let r0 = 0; r0 < rows; r0 += step) {
-      const r1 = Math.min(rows, r0 + step);
-      const part = bytes.subarray(r0 * cols * size, r1 * cols * size);
-      const values = decodeFloat(info.dtype, part, { file: checkpoint.fileOf(key).path, tensor: key });
-      out.set(HalfWeight.fromFloat32(values, [r1 - r0, cols], target).data, r0 * cols);
-    }
-    weight = new HalfWeight(target, [rows, cols], out);
+    weight = halfWeightFromBytes(await checkpoint.readBytes(key), info.dtype, [rows, cols], target, { file: checkpoint.fileOf(key).path, tensor: key });
   }
   weight.compute = computeDtype;
   return weight;
+}
+
+/**
+ * A HalfWeight from a tensor's bytes in memory (formats that cannot be mapped, such as PyTorch .bin archives): the
+ * bytes themselves when the dtype is the target's, else converted by blocks of rows (no float32 copy of the whole).
+ */
+export function halfWeightFromBytes(bytes: Uint8Array, dtype: DType, [rows, cols]: [number, number], target: HalfDType, ref: { file: string; tensor: string }): HalfWeight {
+  if (SAME[dtype] === target) {
+    const aligned = bytes.byteOffset % 2 === 0 ? bytes : bytes.slice();
+    return new HalfWeight(target, [rows, cols], new Uint16Array(aligned.buffer, aligned.byteOffset, aligned.byteLength / 2));
+  }
+  const size = bytes.byteLength / (rows * cols || 1);
+  const out = new Uint16Array(rows * cols);
+  const step = Math.max(1, Math.floor(CONVERT_ROWS_BYTES / (4 * cols)));
+  for (let r0 = 0; r0 < rows; r0 += step) {
+    const r1 = Math.min(rows, r0 + step);
+    const values = decodeFloat(dtype, bytes.subarray(r0 * cols * size, r1 * cols * size), ref);
+    out.set(HalfWeight.fromFloat32(values, [r1 - r0, cols], target).data, r0 * cols);
+  }
+  return new HalfWeight(target, [rows, cols], out);
 }
