@@ -164,6 +164,15 @@ static inline void dot_rows(int M, int rows, int64_t K, const float *A, int64_t 
     }
 }
 
+/* Two rows of dot products per m: C[m][n + j] = beta·C + the sum of acc[m][j]'s lanes. */
+static inline void store_dot_pairs(int M, __m512 acc[VL_SMALL_M][2], int64_t n, float *C, int64_t ldc, float beta) {
+  for (int m = 0; m < M; m++)
+    for (int j = 0; j < 2; j++) {
+      float *out = C + m * ldc + n + j;
+      *out = (beta == 0.0f ? 0.0f : beta * *out) + _mm512_reduce_add_ps(acc[m][j]);
+    }
+}
+
 /* Quantized rows: 16 values at a time through dequant16 (K a multiple of 16). */
 static inline void dot_rows_quant(int M, int64_t K, const float *A, int64_t lda, const vl_bmat *B, int64_t n, float *C,
                                   int64_t ldc, float beta) {
@@ -177,11 +186,7 @@ static inline void dot_rows_quant(int M, int64_t K, const float *A, int64_t lda,
       acc[m][1] = _mm512_fmadd_ps(x, w1, acc[m][1]);
     }
   }
-  for (int m = 0; m < M; m++)
-    for (int j = 0; j < 2; j++) {
-      float *out = C + m * ldc + n + j;
-      *out = (beta == 0.0f ? 0.0f : beta * *out) + _mm512_reduce_add_ps(acc[m][j]);
-    }
+  store_dot_pairs(M, acc, n, C, ldc, beta);
 }
 
 /* 16 codes of a 4-bit row in order (byte i: value 2i in its high nibble, 2i + 1 in its low one), as 32-bit lanes. */
@@ -218,11 +223,7 @@ static inline void dot_rows_q4(int M, int64_t K, const float *A, int64_t lda, co
       }
     }
   }
-  for (int m = 0; m < M; m++)
-    for (int j = 0; j < 2; j++) {
-      float *out = C + m * ldc + n + j;
-      *out = (beta == 0.0f ? 0.0f : beta * *out) + _mm512_reduce_add_ps(acc[m][j]);
-    }
+  store_dot_pairs(M, acc, n, C, ldc, beta);
 }
 
 static void small_dot(int64_t M, int64_t K, const float *A, int64_t lda, const vl_bmat *B, int64_t n0, int64_t n1,
