@@ -20,7 +20,7 @@
 #include "avx512_util.h"
 
 #define TILE_K 32   /* k per tile step */
-#define KC 256      /* k-block: W's slice of a task stays in L2, the activations' slice in L1/L2 */
+#define KC 512      /* k-block: a task's weight panel (NW × KC bfloat16, 256 KiB) stays in L2 */
 #define NW 256      /* weight rows per task */
 
 typedef struct {
@@ -55,11 +55,11 @@ typedef struct {
   int64_t M, K, Mpad, planes;
   const float *A;
   int64_t lda;
-  uint16_t *xp; /* [K/32][Mpad/16][planes][16 pairs][16 m][2] */
+  uint16_t *xp; /* [Mpad/32][K/32][planes][2 m blocks][16 pairs][16 m][2]: a pair of m blocks contiguous along k */
 } pack_job;
 
-static inline uint16_t *tile_at(uint16_t *xp, int64_t Mpad, int64_t planes, int64_t kt, int64_t mt, int64_t plane) {
-  return xp + (((kt * (Mpad / 16) + mt) * planes) + plane) * 512;
+static inline uint16_t *tile_at(uint16_t *xp, int64_t K, int64_t planes, int64_t kt, int64_t mt, int64_t plane) {
+  return xp + ((((mt / 2) * (K / TILE_K) + kt) * planes + plane) * 2 + mt % 2) * 512;
 }
 
 /* One 16-row group of A, all of K: planes of bfloat16 pairs, transposed into B-tile order. */
@@ -85,7 +85,7 @@ static void pack_task(void *ctx, int64_t mt) {
     }
     for (int p = 0; p < j->planes; p++) {
       transpose16(rows[p]); /* rows[p][pair] = that pair for the 16 rows */
-      uint16_t *t = tile_at(j->xp, j->Mpad, j->planes, kt, mt, p);
+      uint16_t *t = tile_at(j->xp, j->K, j->planes, kt, mt, p);
       for (int q = 0; q < 16; q++) _mm512_store_ps((float *)(t + q * 32), rows[p][q]);
     }
   }
@@ -100,24 +100,33 @@ typedef struct {
   float beta;
 } gemm_job;
 
-/* Rows [r0, r0 + 32) (zero past N) × k [k0, k1) of a non-bfloat16 weight, as bfloat16 (nearest even) in dst[32][KC]. */
+/*
+ * Rows [r0, r0 + 32) (zero past N) × k [k0, k1) of the weight as bfloat16 tiles, each 16 rows × 32 k contiguous:
+ * dst[(k − k0)/32][half][16][32]. Tile loads then read 1 KiB in a row instead of 16 rows a weight row apart (a
+ * power-of-two stride puts every row of a tile in the same L1 set). bfloat16 is copied; other formats are rounded
+ * to bfloat16 (nearest even), the rule for bfloat16 compute and exact for 4-bit values that are bfloat16.
+ */
 static void weight_panel(const vl_bmat *b, int64_t N, int64_t r0, int64_t k0, int64_t k1, uint16_t *dst) {
-  int vectors = (b->format == VL_F32 || b->format == VL_F16 || quant_vectors(b)) && k0 % 16 == 0 && (k1 - k0) % 16 == 0;
+  int vectors = (b->format == VL_F32 || b->format == VL_F16 || quant_vectors(b)) && k0 % 16 == 0;
   for (int64_t r = 0; r < 32; r++) {
-    uint16_t *out = dst + r * KC;
-    if (r0 + r >= N) {
-      memset(out, 0, (size_t)(k1 - k0) * 2);
-      continue;
-    }
-    if (vectors) {
-      for (int64_t k = k0; k < k1; k += 16) {
-        __m512 v = b->format == VL_F32   ? _mm512_loadu_ps((const float *)b->data + (r0 + r) * b->ld + k)
-                   : b->format == VL_F16 ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)((const uint16_t *)b->data + (r0 + r) * b->ld + k)))
-                                         : dequant16(b, r0 + r, k);
-        _mm256_storeu_si256((__m256i *)(out + k - k0), _mm512_cvtepi32_epi16(rne16(v)));
+    uint16_t *row = dst + (r / 16) * 512 + (r % 16) * 32;
+    for (int64_t k = k0; k < k1; k += TILE_K) {
+      uint16_t *out = row + (k - k0) / TILE_K * 1024;
+      if (r0 + r >= N) {
+        memset(out, 0, TILE_K * 2);
+      } else if (b->format == VL_BF16) {
+        _mm512_store_si512((__m512i *)out, _mm512_loadu_si512((const uint16_t *)b->data + (r0 + r) * b->ld + k));
+      } else if (vectors) {
+        for (int h = 0; h < 2; h++) {
+          int64_t kk = k + 16 * h;
+          __m512 v = b->format == VL_F32   ? _mm512_loadu_ps((const float *)b->data + (r0 + r) * b->ld + kk)
+                     : b->format == VL_F16 ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)((const uint16_t *)b->data + (r0 + r) * b->ld + kk)))
+                                           : dequant16(b, r0 + r, kk);
+          _mm256_store_si256((__m256i *)(out + 16 * h), _mm512_cvtepi32_epi16(rne16(v)));
+        }
+      } else {
+        for (int64_t i = 0; i < TILE_K; i++) out[i] = vl_f32_to_bf16(vl_bmat_get(b, k + i, r0 + r));
       }
-    } else {
-      for (int64_t k = k0; k < k1; k++) out[k - k0] = vl_f32_to_bf16(vl_bmat_get(b, k, r0 + r));
     }
   }
 }
@@ -137,28 +146,26 @@ static void store_block(const gemm_job *j, const float *acc, int64_t m0, int64_t
   }
 }
 
+/*
+ * One task: NW rows of the weight against every row of A. Per k-block the task's weight rows are made tiles once
+ * (an L2-sized panel) and reused for every 32 rows of A, whose tiles for the block sit contiguous (L1-sized); the
+ * four accumulators of a 32 × 32 block of C live in tiles through the block.
+ */
 static void gemm_task(void *ctx, int64_t task) {
   const gemm_job *j = ctx;
   int64_t n0 = task * NW, n1 = n0 + NW < j->N ? n0 + NW : j->N;
-  int64_t subs = (n1 - n0 + 31) / 32, pairs = j->Mpad / 32;
-  const vl_bmat *B = j->B;
-  /* bfloat16 weights are read in place; others (and a partial last block of 32 rows, which tile loads would read
-   * past) go through a bfloat16 panel per k-block, converted once and reused for every block of rows of A. */
-  int direct = B->format == VL_BF16;
-  int64_t full = direct ? (n1 - n0) / 32 : 0;
-  uint16_t *panels = subs > full ? aligned_alloc(64, (size_t)(subs - full) * 32 * KC * 2) : NULL;
+  int64_t subs = (n1 - n0 + 31) / 32, pairs = j->Mpad / 32, kts = j->K / TILE_K;
+  uint16_t *panels = aligned_alloc(64, (size_t)subs * 32 * KC * 2);
   float *acc = aligned_alloc(64, (size_t)pairs * subs * 4 * 256 * sizeof(float));
   configure_tiles();
   for (int64_t k0 = 0; k0 < j->K; k0 += KC) {
-    int64_t k1 = k0 + KC < j->K ? k0 + KC : j->K;
-    for (int64_t s = full; s < subs; s++) weight_panel(B, n1, n0 + s * 32, k0, k1, panels + (s - full) * 32 * KC);
+    int64_t k1 = k0 + KC < j->K ? k0 + KC : j->K, steps = (k1 - k0) / TILE_K;
+    for (int64_t s = 0; s < subs; s++) weight_panel(j->B, n1, n0 + s * 32, k0, k1, panels + s * 32 * KC);
     for (int64_t mp = 0; mp < pairs; mp++) {
+      const uint16_t *x = j->xp + (mp * kts + k0 / TILE_K) * j->planes * 1024;
       for (int64_t s = 0; s < subs; s++) {
         float *a = acc + (mp * subs + s) * 4 * 256;
-        int from_panel = s >= full;
-        /* w points at column k0 of the block's first row; the loop below adds k − k0 */
-        const uint16_t *w = from_panel ? panels + (s - full) * 32 * KC : (const uint16_t *)B->data + (n0 + s * 32) * B->ld + k0;
-        int64_t ldw = from_panel ? KC : B->ld;
+        const uint16_t *w = panels + s * 32 * KC;
         if (k0 == 0) {
           _tile_zero(0);
           _tile_zero(1);
@@ -170,12 +177,13 @@ static void gemm_task(void *ctx, int64_t task) {
           _tile_loadd(2, a + 512, 64);
           _tile_loadd(3, a + 768, 64);
         }
-        for (int64_t k = k0; k < k1; k += TILE_K) {
-          _tile_loadd(4, w + (k - k0), ldw * 2);
-          _tile_loadd(5, w + 16 * ldw + (k - k0), ldw * 2);
+        for (int64_t t = 0; t < steps; t++) {
+          _tile_loadd(4, w + t * 1024, 64);
+          _tile_loadd(5, w + t * 1024 + 512, 64);
           for (int64_t p = 0; p < j->planes; p++) {
-            _tile_loadd(6, tile_at((uint16_t *)j->xp, j->Mpad, j->planes, k / TILE_K, 2 * mp, p), 64);
-            _tile_loadd(7, tile_at((uint16_t *)j->xp, j->Mpad, j->planes, k / TILE_K, 2 * mp + 1, p), 64);
+            const uint16_t *xt = x + (t * j->planes + p) * 1024;
+            _tile_loadd(6, xt, 64);
+            _tile_loadd(7, xt + 512, 64);
             _tile_dpbf16ps(0, 4, 6);
             _tile_dpbf16ps(1, 4, 7);
             _tile_dpbf16ps(2, 5, 6);

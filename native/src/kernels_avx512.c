@@ -189,23 +189,33 @@ static inline void dot_rows_quant(int M, int64_t K, const float *A, int64_t lda,
   store_dot_pairs(M, acc, n, C, ldc, beta);
 }
 
-/* 16 codes of a 4-bit row in order (byte i: value 2i in its high nibble, 2i + 1 in its low one), as 32-bit lanes. */
-static inline __m512i q4_codes16(const uint8_t *p) {
-  /* each byte in a 64-bit lane: its high nibble into the low 32-bit half, the byte itself into the high half;
-   * vpermps reads only the low 4 bits of each 32-bit index, so no masking is needed (one shuffle, not three) */
-  __m512i v = _mm512_cvtepu8_epi64(_mm_loadl_epi64((const __m128i *)p));
-  return _mm512_or_si512(_mm512_srli_epi64(v, 4), _mm512_slli_epi64(v, 32));
+/*
+ * x for 4-bit rows: every 32 values of a row of A as its 16 even entries, then its 16 odd ones — the order of the
+ * high and the low nibbles of 16 packed bytes (byte i holds value 2i in its high nibble, 2i + 1 in its low one), so
+ * a row of the weight needs no interleaving. dst[m][K].
+ */
+static void q4_split_x(int M, int64_t K, const float *A, int64_t lda, float *dst) {
+  const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+  const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+  for (int m = 0; m < M; m++)
+    for (int64_t k = 0; k < K; k += 32) {
+      __m512 lo = _mm512_loadu_ps(A + m * lda + k), hi = _mm512_loadu_ps(A + m * lda + k + 16);
+      _mm512_storeu_ps(dst + m * K + k, _mm512_permutex2var_ps(lo, even, hi));
+      _mm512_storeu_ps(dst + m * K + k + 16, _mm512_permutex2var_ps(lo, odd, hi));
+    }
 }
 
 /*
- * 4-bit rows whose blocks do not straddle rows (K a multiple of the block): per block the 16 values it can hold,
- * round(code[q] · scale), are made once (the same float32 operations dequant16 does lane by lane), and every weight
- * is then one table lookup: decode reads each packed byte once at close to the memory's rate.
+ * 4-bit rows whose blocks do not straddle rows (K a multiple of the block, the block of 32s): per block the 16
+ * values it can hold, round(code[q] · scale), are made once (the same float32 operations dequant16 does lane by
+ * lane), and every weight is then one table lookup. 16 packed bytes are widened once to 32-bit lanes; vpermps
+ * reads only the low 4 bits of an index, so the lanes index the low nibbles as they are and the high ones after a
+ * shift. X is q4_split_x's order; even and odd entries keep their own sums (no chain of dependent adds).
  */
-static inline void dot_rows_q4(int M, int64_t K, const float *A, int64_t lda, const vl_bmat *B, int64_t n, float *C,
-                               int64_t ldc, float beta) {
-  __m512 acc[VL_SMALL_M][2];
-  for (int m = 0; m < VL_SMALL_M; m++) acc[m][0] = acc[m][1] = _mm512_setzero_ps();
+static inline void dot_rows_q4(int M, int64_t K, const float *X, const vl_bmat *B, int64_t n, float *C, int64_t ldc,
+                               float beta) {
+  __m512 acc[VL_SMALL_M][2], odd[VL_SMALL_M][2];
+  for (int m = 0; m < VL_SMALL_M; m++) acc[m][0] = acc[m][1] = odd[m][0] = odd[m][1] = _mm512_setzero_ps();
   const __m512 code = _mm512_loadu_ps(B->code);
   const int64_t block = B->block;
   const uint8_t *row0 = (const uint8_t *)B->data + ((n * B->ld) >> 1), *row1 = row0 + (B->ld >> 1);
@@ -213,15 +223,23 @@ static inline void dot_rows_q4(int M, int64_t K, const float *A, int64_t lda, co
   for (int64_t k0 = 0, b = 0; k0 < K; k0 += block, b++) {
     __m512 t0 = round_lanes(B->round, _mm512_mul_ps(code, _mm512_set1_ps(s0[b])));
     __m512 t1 = round_lanes(B->round, _mm512_mul_ps(code, _mm512_set1_ps(s1[b])));
-    for (int64_t k = k0; k < k0 + block; k += 16) {
-      __m512 w0 = _mm512_permutexvar_ps(q4_codes16(row0 + (k >> 1)), t0);
-      __m512 w1 = _mm512_permutexvar_ps(q4_codes16(row1 + (k >> 1)), t1);
+    for (int64_t k = k0; k < k0 + block; k += 32) {
+      __m512i c0 = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(row0 + (k >> 1))));
+      __m512i c1 = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(row1 + (k >> 1))));
+      __m512 h0 = _mm512_permutexvar_ps(_mm512_srli_epi32(c0, 4), t0), l0 = _mm512_permutexvar_ps(c0, t0);
+      __m512 h1 = _mm512_permutexvar_ps(_mm512_srli_epi32(c1, 4), t1), l1 = _mm512_permutexvar_ps(c1, t1);
       for (int m = 0; m < M; m++) {
-        __m512 x = _mm512_loadu_ps(A + m * lda + k);
-        acc[m][0] = _mm512_fmadd_ps(x, w0, acc[m][0]);
-        acc[m][1] = _mm512_fmadd_ps(x, w1, acc[m][1]);
+        __m512 xe = _mm512_loadu_ps(X + m * K + k), xo = _mm512_loadu_ps(X + m * K + k + 16);
+        acc[m][0] = _mm512_fmadd_ps(xe, h0, acc[m][0]);
+        odd[m][0] = _mm512_fmadd_ps(xo, l0, odd[m][0]);
+        acc[m][1] = _mm512_fmadd_ps(xe, h1, acc[m][1]);
+        odd[m][1] = _mm512_fmadd_ps(xo, l1, odd[m][1]);
       }
     }
+  }
+  for (int m = 0; m < M; m++) {
+    acc[m][0] = _mm512_add_ps(acc[m][0], odd[m][0]);
+    acc[m][1] = _mm512_add_ps(acc[m][1], odd[m][1]);
   }
   store_dot_pairs(M, acc, n, C, ldc, beta);
 }
@@ -235,15 +253,20 @@ static void small_dot(int64_t M, int64_t K, const float *A, int64_t lda, const v
       vl_kernels_ref.small_dot(M, K, A, lda, B, n0, n1, C, ldc, beta, compute);
       return;
     }
-    if (B->format == VL_Q4 && B->ld == K && K % B->block == 0) {
+    float *X = B->format == VL_Q4 && B->ld == K && K % B->block == 0 && B->block % 32 == 0 && n1 - n0 >= 2
+                   ? aligned_alloc(64, (size_t)M * (size_t)K * sizeof(float))
+                   : NULL;
+    if (X) {
+      q4_split_x((int)M, K, A, lda, X);
       for (; n + 2 <= n1; n += 2) {
         switch (M) {
-          case 1: dot_rows_q4(1, K, A, lda, B, n, C, ldc, beta); break;
-          case 2: dot_rows_q4(2, K, A, lda, B, n, C, ldc, beta); break;
-          case 3: dot_rows_q4(3, K, A, lda, B, n, C, ldc, beta); break;
-          default: dot_rows_q4(4, K, A, lda, B, n, C, ldc, beta); break;
+          case 1: dot_rows_q4(1, K, X, B, n, C, ldc, beta); break;
+          case 2: dot_rows_q4(2, K, X, B, n, C, ldc, beta); break;
+          case 3: dot_rows_q4(3, K, X, B, n, C, ldc, beta); break;
+          default: dot_rows_q4(4, K, X, B, n, C, ldc, beta); break;
         }
       }
+      free(X);
     }
     for (; n + 2 <= n1; n += 2) {
       switch (M) {

@@ -65,7 +65,8 @@ function runIsa(a: NativeAddon, isa: Isa, fn: () => void): void {
 }
 
 // Shapes that reach every kernel regime and edge: decode rows (1–4), tails of the 12×32 micro-kernel and of the
-// AMX 32×32 blocks, K not a multiple of 16 or 32 (AMX then declines), and sizes where threads split the columns.
+// AMX 32×32 blocks, K not a multiple of 16 or 32 (AMX then declines), sizes where threads split the columns, and a
+// K over the AMX k-block (512: accumulators carried across blocks, a partial last block).
 const SHAPES: Array<[number, number, number]> = [
   [1, 37, 70],
   [2, 64, 96],
@@ -76,6 +77,7 @@ const SHAPES: Array<[number, number, number]> = [
   [33, 100, 96],
   [40, 300, 320],
   [70, 513, 256],
+  [37, 50, 608],
 ];
 
 describeAddon('native products with stored weights', () => {
