@@ -224,6 +224,22 @@ static napi_value quantize4bit(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* quantizeInt8(x, rows, cols, codes, scb): bitsandbytes' 8-bit codes; -1, or the first index overflowing float16. */
+static napi_value quantize_int8(napi_env env, napi_callback_info info) {
+  size_t argc = 5;
+  napi_value argv[5], out;
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  int64_t rows, cols;
+  view x, codes, scb;
+  if (argc != 5 || !get_view(env, argv[0], &x) || !get_i64(env, argv[1], &rows) || !get_i64(env, argv[2], &cols) ||
+      !get_view(env, argv[3], &codes) || !get_view(env, argv[4], &scb))
+    THROW(env, "quantizeInt8: bad arguments");
+  if (rows < 0 || cols < 0 || (size_t)(rows * cols) * 4 > x.bytes || (size_t)(rows * cols) > codes.bytes || (size_t)rows * 4 > scb.bytes)
+    THROW(env, "quantizeInt8: an array is shorter than rows x cols");
+  CHECK(env, napi_create_int64(env, vl_quantize_int8(x.data, rows, cols, codes.data, scb.data), &out));
+  return out;
+}
+
 typedef struct {
   void *base;
   size_t mapped;
@@ -335,6 +351,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"gemmQuant", NULL, gemm_quant, NULL, NULL, NULL, napi_default, NULL},
       {"widenRows", NULL, widen_rows, NULL, NULL, NULL, napi_default, NULL},
       {"quantize4bit", NULL, quantize4bit, NULL, NULL, NULL, napi_default, NULL},
+      {"quantizeInt8", NULL, quantize_int8, NULL, NULL, NULL, napi_default, NULL},
       {"mapFile", NULL, map_file, NULL, NULL, NULL, napi_default, NULL},
       {"unmap", NULL, unmap, NULL, NULL, NULL, napi_default, NULL},
       {"readBandwidth", NULL, read_bandwidth, NULL, NULL, NULL, napi_default, NULL},

@@ -61,6 +61,9 @@ void vl_parallel(int64_t tasks, vl_task_fn fn, void *ctx);
 /* bitsandbytes' 4-bit codes of whole blocks (quantize.c) */
 void vl_quantize4bit(const float *x, int64_t blocks, int64_t block, const float *bounds, const uint8_t *order, float *absmax,
                      uint8_t *packed);
+/* bitsandbytes' 8-bit codes and row scales (SCB) of a [rows][cols] float32 matrix; -1, or the smallest index of a
+ * value that overflows float16 (then codes and scales are incomplete). */
+int64_t vl_quantize_int8(const float *x, int64_t rows, int64_t cols, int8_t *codes, float *scb);
 int vl_threads(void);
 void vl_set_threads(int n);
 

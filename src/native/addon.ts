@@ -93,6 +93,11 @@ export interface NativeAddon {
    * of the code table and `order` maps a rank to its code.
    */
   quantize4bit(x: Float32Array, blocks: number, block: number, bounds: Float32Array, order: Uint8Array, absmax: Float32Array, packed: Uint8Array): void;
+  /**
+   * bitsandbytes' 8-bit quantization of a [rows][cols] matrix (src/quantization/int8.ts: the same float32
+   * operations) into `codes` and `scb`; returns -1, or the smallest index of a value that overflows float16.
+   */
+  quantizeInt8(x: Float32Array, rows: number, cols: number, codes: Int8Array, scb: Float32Array): number;
   /** Rows [r0, r1) of a [rows][cols] matrix of `format` widened into dst. */
   widenRows(format: number, data: Stored, cols: number, r0: number, r1: number, dst: Floats): void;
   /** Bytes [offset, offset + length) of a file, privately memory-mapped (no copy). */

@@ -157,3 +157,67 @@ describeAddon('4-bit quantization of whole blocks on the addon', () => {
     expect(compared).toBe(20);
   });
 });
+
+describeAddon('8-bit quantization on the addon', () => {
+  const plainQuantizeInt8 = (w: Float32Array, shape: [number, number]) => {
+    const spy = jest.spyOn(platform, 'nativeAddon').mockReturnValue(null);
+    try {
+      return quantizeInt8(w, shape);
+    } finally {
+      spy.mockRestore();
+    }
+  };
+
+  /**
+   * Rows of one edge each, in turn (SCB is the float16-rounded absmax, so a row's largest value shows its rounding):
+   * plain values; zeros; a float16 tie that rounds to even (down), one that rounds up; float16 subnormals with ties;
+   * the float16 maximum and a value rounding down to it; absmax 254 with every integer, so codes land on exact .5 ties.
+   */
+  function edgy(rows: number, cols: number, seed: number): Float32Array {
+    const v = values(rows * cols, seed);
+    for (let r = 0; r < rows; r++) {
+      const row = v.subarray(r * cols, (r + 1) * cols);
+      switch (r % 7) {
+        case 1: row.fill(0); break;
+        case 2: row[r % cols] = 1 + 2 ** -11; break;
+        case 3: row[r % cols] = -(1 + 3 * 2 ** -11); break;
+        case 4:
+          for (let c = 0; c < cols; c++) row[c] = [3e-6, -(2 ** -25), 1.5 * 2 ** -24, 2.5 * 2 ** -24, 1e-9][c % 5];
+          break;
+        case 5: row[0] = 65519; row[cols - 1] = -65504; break;
+        case 6:
+          row[0] = 254;
+          for (let c = 1; c < cols; c++) row[c] = (c % 255) - 127;
+          break;
+      }
+    }
+    return v;
+  }
+
+  test('equals the TypeScript quantizer byte for byte (codes and SCB)', () => {
+    let compared = 0;
+    for (const [rows, cols] of [[7, 300], [33, 64], [64, 1000], [14, 5]] as const) {
+      const w = edgy(rows, cols, rows * cols);
+      const native = quantizeInt8(w, [rows, cols]);
+      const plain = plainQuantizeInt8(w, [rows, cols]);
+      expect(Buffer.from(native.weight.buffer).equals(Buffer.from(plain.weight.buffer))).toBe(true);
+      expect(Buffer.from(native.scb.buffer).equals(Buffer.from(plain.scb.buffer))).toBe(true);
+      compared++;
+    }
+    expect(compared).toBe(4);
+  });
+
+  test('a value that overflows float16 is refused with the same message, naming its first index', () => {
+    const w = values(6 * 40, 3);
+    w[130] = 65520; // the tie above the float16 maximum rounds to infinity
+    w[200] = -1e6;
+    const message = /q_proj\.weight: value 65520 at index 130 overflows float16/;
+    expect(() => quantizeInt8(w, [6, 40], { name: 'q_proj.weight' })).toThrow(message);
+    const spy = jest.spyOn(platform, 'nativeAddon').mockReturnValue(null);
+    try {
+      expect(() => quantizeInt8(w, [6, 40], { name: 'q_proj.weight' })).toThrow(message);
+    } finally {
+      spy.mockRestore();
+    }
+  });
+});
