@@ -20,7 +20,9 @@
 #include "avx512_util.h"
 
 #define TILE_K 32   /* k per tile step */
-#define KC 512      /* k-block: a task's weight panel (NW × KC bfloat16, 256 KiB) stays in L2 */
+/* k-block: a task's weight panel (NW × KC bfloat16, ≤ 256 KiB) stays in L2 and the activations' tiles of one pair
+ * of m blocks (32 × KC bfloat16 per plane, 32 KiB for one plane, 48 KiB for three at 256) in L1 */
+#define KC(planes) ((planes) == 1 ? 512 : 256)
 #define NW 256      /* weight rows per task */
 
 typedef struct {
@@ -155,17 +157,18 @@ static void gemm_task(void *ctx, int64_t task) {
   const gemm_job *j = ctx;
   int64_t n0 = task * NW, n1 = n0 + NW < j->N ? n0 + NW : j->N;
   int64_t subs = (n1 - n0 + 31) / 32, pairs = j->Mpad / 32, kts = j->K / TILE_K;
-  uint16_t *panels = aligned_alloc(64, (size_t)subs * 32 * KC * 2);
+  const int64_t kc = KC(j->planes);
+  uint16_t *panels = aligned_alloc(64, (size_t)subs * 32 * kc * 2);
   float *acc = aligned_alloc(64, (size_t)pairs * subs * 4 * 256 * sizeof(float));
   configure_tiles();
-  for (int64_t k0 = 0; k0 < j->K; k0 += KC) {
-    int64_t k1 = k0 + KC < j->K ? k0 + KC : j->K, steps = (k1 - k0) / TILE_K;
-    for (int64_t s = 0; s < subs; s++) weight_panel(j->B, n1, n0 + s * 32, k0, k1, panels + s * 32 * KC);
+  for (int64_t k0 = 0; k0 < j->K; k0 += kc) {
+    int64_t k1 = k0 + kc < j->K ? k0 + kc : j->K, steps = (k1 - k0) / TILE_K;
+    for (int64_t s = 0; s < subs; s++) weight_panel(j->B, n1, n0 + s * 32, k0, k1, panels + s * 32 * kc);
     for (int64_t mp = 0; mp < pairs; mp++) {
       const uint16_t *x = j->xp + (mp * kts + k0 / TILE_K) * j->planes * 1024;
       for (int64_t s = 0; s < subs; s++) {
         float *a = acc + (mp * subs + s) * 4 * 256;
-        const uint16_t *w = panels + s * 32 * KC;
+        const uint16_t *w = panels + s * 32 * kc;
         if (k0 == 0) {
           _tile_zero(0);
           _tile_zero(1);
