@@ -4,6 +4,7 @@
       "target_name": "video_llava_native",
       "sources": [
         "src/addon.c",
+        "src/attention.c",
         "src/bandwidth.c",
         "src/cpu.c",
         "src/dnnl.c",

@@ -240,6 +240,63 @@ static napi_value quantize_int8(napi_env env, napi_callback_info info) {
   return out;
 }
 
+/*
+ * attention(q, keys[], values[], B, H, Hkv, Lq, D, scale, mask | null, mb, mh, mq, out): the fused attention of
+ * attention.c; keys[i] and values[i] are blocks [B][Hkv][len_i][D]. Returns false where it does not apply.
+ */
+#define MAX_BLOCKS 1024
+static napi_value attention(napi_env env, napi_callback_info info) {
+  size_t argc = 14;
+  napi_value argv[14], out;
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  vl_attention_args a;
+  memset(&a, 0, sizeof a);
+  double scale;
+  view q, o, mask = {0};
+  uint32_t nk = 0, nv = 0;
+  napi_valuetype mask_type;
+  if (argc != 14 || !get_view(env, argv[0], &q) || napi_get_array_length(env, argv[1], &nk) != napi_ok ||
+      napi_get_array_length(env, argv[2], &nv) != napi_ok || !get_i64(env, argv[3], &a.B) || !get_i64(env, argv[4], &a.H) ||
+      !get_i64(env, argv[5], &a.Hkv) || !get_i64(env, argv[6], &a.Lq) || !get_i64(env, argv[7], &a.D) ||
+      napi_get_value_double(env, argv[8], &scale) != napi_ok || napi_typeof(env, argv[9], &mask_type) != napi_ok ||
+      !get_i64(env, argv[10], &a.mb) || !get_i64(env, argv[11], &a.mh) || !get_i64(env, argv[12], &a.mq) ||
+      !get_view(env, argv[13], &o))
+    THROW(env, "attention: bad arguments");
+  if (nk != nv || nk == 0 || nk > MAX_BLOCKS || a.B <= 0 || a.H <= 0 || a.Hkv <= 0 || a.Lq <= 0 || a.D <= 0)
+    THROW(env, "attention: bad shapes or block lists");
+  const float *kp[MAX_BLOCKS], *vp[MAX_BLOCKS];
+  int64_t len[MAX_BLOCKS], lk = 0;
+  for (uint32_t i = 0; i < nk; i++) {
+    napi_value ek, ev;
+    view kb, vb;
+    if (napi_get_element(env, argv[1], i, &ek) != napi_ok || napi_get_element(env, argv[2], i, &ev) != napi_ok ||
+        !get_view(env, ek, &kb) || !get_view(env, ev, &vb) || kb.bytes != vb.bytes ||
+        kb.bytes % (size_t)(a.B * a.Hkv * a.D * 4) != 0)
+      THROW(env, "attention: a key or value block is not [B, Hkv, len, D] float32, or the two differ");
+    kp[i] = kb.data;
+    vp[i] = vb.data;
+    len[i] = (int64_t)(kb.bytes / (size_t)(a.B * a.Hkv * a.D * 4));
+    lk += len[i];
+  }
+  size_t qo = (size_t)(a.B * a.H * a.Lq * a.D) * 4;
+  if (q.bytes < qo || o.bytes < qo) THROW(env, "attention: q or out is shorter than [B, H, Lq, D]");
+  if (mask_type != napi_null && mask_type != napi_undefined) {
+    if (!get_view(env, argv[9], &mask)) THROW(env, "attention: mask must be a Float32Array or null");
+    int64_t need = (a.B - 1) * a.mb + (a.H - 1) * a.mh + (a.Lq - 1) * a.mq + lk;
+    if (a.mb < 0 || a.mh < 0 || a.mq < 0 || (size_t)need * 4 > mask.bytes) THROW(env, "attention: the mask is shorter than its strides read");
+    a.mask = mask.data;
+  }
+  a.nblocks = nk;
+  a.k = kp;
+  a.v = vp;
+  a.len = len;
+  a.scale = (float)scale;
+  a.q = q.data;
+  a.out = o.data;
+  CHECK(env, napi_get_boolean(env, vl_attention(&a) != 0, &out));
+  return out;
+}
+
 typedef struct {
   void *base;
   size_t mapped;
@@ -352,6 +409,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"widenRows", NULL, widen_rows, NULL, NULL, NULL, napi_default, NULL},
       {"quantize4bit", NULL, quantize4bit, NULL, NULL, NULL, napi_default, NULL},
       {"quantizeInt8", NULL, quantize_int8, NULL, NULL, NULL, napi_default, NULL},
+      {"attention", NULL, attention, NULL, NULL, NULL, napi_default, NULL},
       {"mapFile", NULL, map_file, NULL, NULL, NULL, napi_default, NULL},
       {"unmap", NULL, unmap, NULL, NULL, NULL, napi_default, NULL},
       {"readBandwidth", NULL, read_bandwidth, NULL, NULL, NULL, napi_default, NULL},

@@ -196,6 +196,22 @@ typedef struct {
 } vl_bf16_kernels;
 extern const vl_bf16_kernels vl_kernels_avx512bf16;
 
+/* Fused attention (attention.c): softmax(q·kᵀ·scale + mask)·v for every (batch, head). */
+typedef struct {
+  int64_t B, H, Hkv, Lq, D;
+  int64_t nblocks;             /* keys and values as consecutive blocks along the key axis */
+  const float *const *k;       /* block i: [B][Hkv][len[i]][D] */
+  const float *const *v;
+  const int64_t *len;
+  float scale;
+  const float *mask;           /* NULL, or additive, element strides mb, mh, mq (0 broadcasts); keys contiguous */
+  int64_t mb, mh, mq;
+  const float *q;              /* [B][H][Lq][D] */
+  float *out;                  /* [B][H][Lq][D] */
+} vl_attention_args;
+/* 1 when done; 0 where it does not apply (no AVX-512, D not a multiple of 16 up to 128): the caller falls back. */
+int vl_attention(const vl_attention_args *a);
+
 /* AMX (kernels_amx.c): forward products with bfloat16 weights. Returns 0 when it does not apply. */
 int vl_amx_gemm(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const vl_bmat *B, float *C, int64_t ldc,
                 float beta, int compute);

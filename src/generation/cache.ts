@@ -12,6 +12,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { InputError } from '../errors';
 import { scaledDotProductAttention } from '../layers/attention';
+import { fusedAttention } from '../native/attention';
 
 /** The cached keys and values of one layer, as consecutive blocks along the position axis. */
 export interface KVBlocks {
@@ -144,6 +145,8 @@ export function blockAttention(
   returnProbs = false,
 ): { output: tf.Tensor4D; probs?: tf.Tensor4D } {
   if (blocks.keys.length === 1) return scaledDotProductAttention(q, blocks.keys[0], blocks.values[0], scale, mask, returnProbs);
+  const fused = returnProbs ? null : fusedAttention(q, blocks.keys, blocks.values, scale, mask);
+  if (fused) return { output: fused };
   const probsOut: { probs?: tf.Tensor4D } = {};
   const output = tf.tidy(() => {
     const [B, H, L, D] = q.shape;

@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { fusedAttention } from '../native/attention';
 import { platform } from '../platform';
 
 /**
@@ -21,7 +22,11 @@ export function scaledDotProductAttention(
   mask: tf.Tensor | null,
   returnProbs = false,
 ): { output: tf.Tensor4D; probs?: tf.Tensor4D } {
-  if (!returnProbs && useHeadByHead(q, k)) return { output: headByHeadAttention(q, k, v, scale, mask) };
+  if (!returnProbs) {
+    const fused = fusedAttention(q, [k], [v], scale, mask);
+    if (fused) return { output: fused };
+    if (useHeadByHead(q, k)) return { output: headByHeadAttention(q, k, v, scale, mask) };
+  }
   const probsOut: { probs?: tf.Tensor4D } = {};
   const output = tf.tidy(() => {
     const groups = q.shape[1] / k.shape[1];

@@ -98,6 +98,28 @@ export interface NativeAddon {
    * operations) into `codes` and `scb`; returns -1, or the smallest index of a value that overflows float16.
    */
   quantizeInt8(x: Float32Array, rows: number, cols: number, codes: Int8Array, scb: Float32Array): number;
+  /**
+   * softmax(q·kᵀ·scale + mask)·v for every (batch, head) into `out` (src/native/attention.ts): q and out [B, H, Lq, D],
+   * keys[i] and values[i] consecutive blocks [B, Hkv, len_i, D] along the key axis, mask null or additive with element
+   * strides for batch, head and query row (0 broadcasts) and the keys contiguous. False where it does not apply
+   * (no AVX-512; D not a multiple of 16 up to 128).
+   */
+  attention(
+    q: Float32Array,
+    keys: Float32Array[],
+    values: Float32Array[],
+    B: number,
+    H: number,
+    Hkv: number,
+    Lq: number,
+    D: number,
+    scale: number,
+    mask: Float32Array | null,
+    maskBatchStride: number,
+    maskHeadStride: number,
+    maskRowStride: number,
+    out: Float32Array,
+  ): boolean;
   /** Rows [r0, r1) of a [rows][cols] matrix of `format` widened into dst. */
   widenRows(format: number, data: Stored, cols: number, r0: number, r1: number, dst: Floats): void;
   /** Bytes [offset, offset + length) of a file, privately memory-mapped (no copy). */
