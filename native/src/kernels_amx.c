@@ -100,6 +100,8 @@ typedef struct {
   float *C;
   int64_t ldc;
   float beta;
+  int codes;             /* int8 weights at float32 compute: products with the codes, then each column scaled */
+  const float *colscale; /* [N]: SCB · (1/127), the weight's value per code unit in its row */
 } gemm_job;
 
 /*
@@ -108,7 +110,7 @@ typedef struct {
  * power-of-two stride puts every row of a tile in the same L1 set). bfloat16 is copied; other formats are rounded
  * to bfloat16 (nearest even), the rule for bfloat16 compute and exact for 4-bit values that are bfloat16.
  */
-static void weight_panel(const vl_bmat *b, int64_t N, int64_t r0, int64_t k0, int64_t k1, uint16_t *dst) {
+static void weight_panel(const vl_bmat *b, int64_t N, int64_t r0, int64_t k0, int64_t k1, uint16_t *dst, int codes) {
   int vectors = (b->format == VL_F32 || b->format == VL_F16 || quant_vectors(b)) && k0 % 16 == 0;
   for (int64_t r = 0; r < 32; r++) {
     uint16_t *row = dst + (r / 16) * 512 + (r % 16) * 32;
@@ -118,6 +120,12 @@ static void weight_panel(const vl_bmat *b, int64_t N, int64_t r0, int64_t k0, in
         memset(out, 0, TILE_K * 2);
       } else if (b->format == VL_BF16) {
         _mm512_store_si512((__m512i *)out, _mm512_loadu_si512((const uint16_t *)b->data + (r0 + r) * b->ld + k));
+      } else if (codes) { /* int8 codes: integers of 7 bits, exact in bfloat16 */
+        __m512i q = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)((const int8_t *)b->data + (r0 + r) * b->ld + k)));
+        __m512i f0 = _mm512_castps_si512(_mm512_cvtepi32_ps(_mm512_cvtepi16_epi32(_mm512_castsi512_si256(q))));
+        __m512i f1 = _mm512_castps_si512(_mm512_cvtepi32_ps(_mm512_cvtepi16_epi32(_mm512_extracti64x4_epi64(q, 1))));
+        _mm256_store_si256((__m256i *)out, _mm512_cvtepi32_epi16(_mm512_srli_epi32(f0, 16)));
+        _mm256_store_si256((__m256i *)(out + 16), _mm512_cvtepi32_epi16(_mm512_srli_epi32(f1, 16)));
       } else if (vectors) {
         for (int h = 0; h < 2; h++) {
           int64_t kk = k + 16 * h;
@@ -143,6 +151,7 @@ static void store_block(const gemm_job *j, const float *acc, int64_t m0, int64_t
   for (int i = 0; i < 16 && m0 + i < j->M; i++) {
     float *out = j->C + (m0 + i) * j->ldc + n0;
     __m512 v = r[i];
+    if (j->codes) v = _mm512_mul_ps(v, _mm512_maskz_loadu_ps(mask, j->colscale + n0));
     if (j->beta != 0.0f) v = _mm512_fmadd_ps(_mm512_set1_ps(j->beta), _mm512_maskz_loadu_ps(mask, out), v);
     _mm512_mask_storeu_ps(out, mask, v);
   }
@@ -163,7 +172,7 @@ static void gemm_task(void *ctx, int64_t task) {
   configure_tiles();
   for (int64_t k0 = 0; k0 < j->K; k0 += kc) {
     int64_t k1 = k0 + kc < j->K ? k0 + kc : j->K, steps = (k1 - k0) / TILE_K;
-    for (int64_t s = 0; s < subs; s++) weight_panel(j->B, n1, n0 + s * 32, k0, k1, panels + s * 32 * kc);
+    for (int64_t s = 0; s < subs; s++) weight_panel(j->B, n1, n0 + s * 32, k0, k1, panels + s * 32 * kc, j->codes);
     for (int64_t mp = 0; mp < pairs; mp++) {
       const uint16_t *x = j->xp + (mp * kts + k0 / TILE_K) * j->planes * 1024;
       for (int64_t s = 0; s < subs; s++) {
@@ -220,11 +229,13 @@ int vl_amx_compiled(void) { return 1; }
 /*
  * Where the tiles give the product's numbers: bfloat16 weights (float32 compute through three planes); any weight
  * with bfloat16 compute (the weight rounded to bfloat16 as torch's .to(bfloat16) would); 4-bit weights whose values
- * are rounded to bfloat16 by their format (exactly bfloat16, so float32 compute stays exact).
+ * are rounded to bfloat16 by their format (exactly bfloat16, so float32 compute stays exact); int8 weights at float32
+ * compute, whose codes are exact in bfloat16: exact products with the codes, then each output column times its
+ * row's SCB/127 once (instead of every weight rounded to code·SCB/127 before its product: ~1e-7 relative apart).
  */
 static int amx_applies(const vl_bmat *B, int compute) {
   if (!B->trans) return 0;
-  if (B->format == VL_BF16 || compute == VL_COMPUTE_BF16) return 1;
+  if (B->format == VL_BF16 || B->format == VL_I8 || compute == VL_COMPUTE_BF16) return 1;
   return B->format == VL_Q4 && B->round == VL_BF16;
 }
 
@@ -237,8 +248,15 @@ int vl_amx_gemm(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, co
   if (!xp) return 0;
   pack_job pj = {M, K, Mpad, planes, A, lda, xp};
   vl_parallel(Mpad / 16, pack_task, &pj);
-  gemm_job gj = {M, N, K, Mpad, planes, B, xp, C, ldc, beta};
+  gemm_job gj = {M, N, K, Mpad, planes, B, xp, C, ldc, beta, B->format == VL_I8 && planes == 3, NULL};
+  float *colscale = NULL;
+  if (gj.codes) {
+    colscale = malloc((size_t)(N + 16) * sizeof(float));
+    for (int64_t n = 0; n < N; n++) colscale[n] = B->scales[n] * VL_INV_127;
+    gj.colscale = colscale;
+  }
   vl_parallel((N + NW - 1) / NW, gemm_task, &gj);
+  free(colscale);
   free(xp);
   return 1;
 }
