@@ -8,6 +8,7 @@ import { MASK_MIN, scaledDotProductAttention } from '../../src/layers/attention'
 import { NativeAddon, nativeAddon } from '../../src/native/addon';
 import { FUSED_ATTENTION_ENV, fusedAttention } from '../../src/native/attention';
 import { platform } from '../../src/platform';
+import { relDiff } from '../helpers/compare';
 
 const addon = nativeAddon();
 const isa = addon?.features().isa;
@@ -16,19 +17,6 @@ const describeFused = isa === 'avx512' || isa === 'amx' ? describe : describe.sk
 // 2e-6 relative to the largest output: float32 sums of up to a few hundred terms in another order, and exp by a
 // polynomial (≤ 2 ulp) instead of the backend's; the largest difference measured here is 6.2e-7.
 const REL_TOL = 2e-6;
-
-function relDiff(x: tf.Tensor, ref: tf.Tensor): number {
-  expect(x.shape).toEqual(ref.shape);
-  const xs = x.dataSync();
-  const rs = ref.dataSync();
-  let d = 0;
-  let m = 0;
-  for (let i = 0; i < rs.length; i++) {
-    d = Math.max(d, Math.abs(xs[i] - rs[i]));
-    m = Math.max(m, Math.abs(rs[i]));
-  }
-  return d / (m || 1);
-}
 
 let seed = 11;
 const rand = (shape: number[]) => tf.randomNormal(shape, 0, 1, 'float32', seed++) as unknown as tf.Tensor4D;

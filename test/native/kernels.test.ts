@@ -4,26 +4,13 @@ import * as tf from '@tensorflow/tfjs';
 import { setBackend } from '../../src/backend';
 import { DEFAULT_MIN_MACS, disableNativeMatmul, enableNativeMatmul, nativeMatmulStatus, NATIVE_ENV } from '../../src/native';
 import { loadBlas } from '../../src/native/blas';
+import { relDiff } from '../helpers/compare';
 
 // 1e-5 relative: float32 sums of up to 64 terms in a different order (OpenBLAS blocks and vectorises
 // differently from XNNPACK / the JS loop); the largest difference measured here is 3e-7.
 const REL_TOL = 1e-5;
 
 const available = loadBlas().ok;
-
-/** max |x − ref| / max |ref| (or the absolute difference when ref is all zeros). */
-function relDiff(x: tf.Tensor, ref: tf.Tensor): number {
-  expect(x.shape).toEqual(ref.shape);
-  const xs = x.dataSync();
-  const rs = ref.dataSync();
-  let d = 0;
-  let m = 0;
-  for (let i = 0; i < rs.length; i++) {
-    d = Math.max(d, Math.abs(xs[i] - rs[i]));
-    m = Math.max(m, Math.abs(rs[i]));
-  }
-  return d / (m || 1);
-}
 
 let seed = 1;
 function rand(shape: number[]): tf.Tensor {
