@@ -70,15 +70,69 @@ static void pack_keys(const vl_attention_args *a, int64_t b, int64_t kv, int64_t
   }
 }
 
+/*
+ * Scores of a few query rows (fewer than 8: decode) read straight from the keys where they lie, a dot product per
+ * key: copying every key into panels first cost more than the products (one query row uses each key once).
+ */
+static void direct_scores(const vl_attention_args *a, int64_t b, int64_t h, int64_t kv, const float *q, int64_t r0,
+                          int64_t rows, const int64_t *lo, const int64_t *hi, float *s, int64_t stride) {
+  const int64_t D = a->D;
+  for (int64_t r = 0; r < rows; r++) {
+    const float *qr = q + (r0 + r) * D;
+    const float *m = a->mask ? a->mask + b * a->mb + h * a->mh + (r0 + r) * a->mq : NULL;
+    float *row = s + r * stride;
+    int64_t start = 0; /* first key of block bl */
+    for (int64_t bl = 0; bl < a->nblocks && start < hi[r]; start += a->len[bl], bl++) {
+      const int64_t from = lo[r] > start ? lo[r] : start, to = hi[r] < start + a->len[bl] ? hi[r] : start + a->len[bl];
+      const float *kb = a->k[bl] + (b * a->Hkv + kv) * a->len[bl] * D - start * D;
+      for (int64_t j = from; j < to; j++) {
+        const float *kr = kb + j * D;
+        __m512 acc = _mm512_mul_ps(_mm512_loadu_ps(qr), _mm512_loadu_ps(kr));
+        for (int64_t d = 16; d < D; d += 16) acc = _mm512_fmadd_ps(_mm512_loadu_ps(qr + d), _mm512_loadu_ps(kr + d), acc);
+        float v = _mm512_reduce_add_ps(acc) * a->scale;
+        row[j] = m ? v + m[j] : v;
+      }
+    }
+  }
+}
+
+/* out rows [r, r + n) = their probabilities · the values over keys [j0, j1), 64 columns at a time; n constant. */
+static inline __attribute__((always_inline)) void weighted_values(const vl_attention_args *a, int n, const float *const *p,
+                                                                  int64_t b, int64_t kv, int64_t j0, int64_t j1,
+                                                                  float *out) {
+  const int64_t D = a->D;
+  for (int64_t c0 = 0; c0 < D; c0 += 64) {
+    const int chunks = D - c0 < 64 ? (int)((D - c0) / 16) : 4;
+    __m512 acc[PV_ROWS][4];
+    for (int i = 0; i < n; i++)
+      for (int c = 0; c < 4; c++) acc[i][c] = _mm512_setzero_ps();
+    int64_t start = 0; /* first key of block bl */
+    for (int64_t bl = 0; bl < a->nblocks && start < j1; start += a->len[bl], bl++) {
+      const int64_t from = j0 > start ? j0 : start, to = j1 < start + a->len[bl] ? j1 : start + a->len[bl];
+      const float *vb = a->v[bl] + (b * a->Hkv + kv) * a->len[bl] * D - start * D + c0;
+      for (int64_t j = from; j < to; j++) {
+        const float *vr = vb + j * D;
+        for (int c = 0; c < chunks; c++) {
+          __m512 vv = _mm512_loadu_ps(vr + c * 16);
+          for (int i = 0; i < n; i++) acc[i][c] = _mm512_fmadd_ps(_mm512_set1_ps(p[i][j]), vv, acc[i][c]);
+        }
+      }
+    }
+    for (int i = 0; i < n; i++)
+      for (int c = 0; c < chunks; c++) _mm512_storeu_ps(out + i * D + c0 + c * 16, acc[i][c]);
+  }
+}
+
 static void head_task(void *ctx, int64_t task) {
   const job *jb = ctx;
   const vl_attention_args *a = jb->a;
   const int64_t lk = jb->lk, D = a->D, H = a->H, Lq = a->Lq, groups = (lk + 15) / 16;
   const int64_t b = task / H, h = task % H, kv = h / (H / a->Hkv);
-  float *kt = aligned_alloc(64, (size_t)(groups * D * 16) * sizeof(float));
+  const int direct = Lq < 8;
+  float *kt = direct ? NULL : aligned_alloc(64, (size_t)(groups * D * 16) * sizeof(float));
   float *s = aligned_alloc(64, (size_t)(ROWS * groups * 16) * sizeof(float));
   int64_t lo[ROWS], hi[ROWS];
-  pack_keys(a, b, kv, lk, kt);
+  if (!direct) pack_keys(a, b, kv, lk, kt);
   const float *q = a->q + (b * H + h) * Lq * D;
   float *out = a->out + (b * H + h) * Lq * D;
   const __m512 scale = _mm512_set1_ps(a->scale);
@@ -95,8 +149,9 @@ static void head_task(void *ctx, int64_t task) {
       while (last > first && m[last - 1] <= MASKED) last--;
       if (first < last) lo[r] = first, hi[r] = last;
     }
+    if (direct) direct_scores(a, b, h, kv, q, r0, rows, lo, hi, s, groups * 16);
     /* scores, 8 rows × 16 keys at a time over the 8 rows' joint span */
-    for (int64_t r8 = 0; r8 < rows; r8 += 8) {
+    for (int64_t r8 = 0; r8 < (direct ? 0 : rows); r8 += 8) {
       const int64_t n8 = rows - r8 < 8 ? rows - r8 : 8;
       int64_t g0 = lo[r8] / 16, g1 = (hi[r8] + 15) / 16;
       for (int64_t r = 1; r < n8; r++) {
@@ -167,25 +222,14 @@ static void head_task(void *ctx, int64_t task) {
         for (int64_t j = j0; j < lo[r + i]; j++) row[j] = 0.0f;
         for (int64_t j = hi[r + i]; j < j1; j++) row[j] = 0.0f;
       }
-      for (int64_t c0 = 0; c0 < D; c0 += 64) {
-        const int chunks = D - c0 < 64 ? (int)((D - c0) / 16) : 4;
-        __m512 acc[PV_ROWS][4];
-        for (int i = 0; i < PV_ROWS; i++)
-          for (int c = 0; c < 4; c++) acc[i][c] = _mm512_setzero_ps();
-        int64_t start = 0; /* first key of block bl */
-        for (int64_t bl = 0; bl < a->nblocks && start < j1; start += a->len[bl], bl++) {
-          const int64_t from = j0 > start ? j0 : start, to = j1 < start + a->len[bl] ? j1 : start + a->len[bl];
-          const float *vb = a->v[bl] + (b * a->Hkv + kv) * a->len[bl] * D - start * D + c0;
-          for (int64_t j = from; j < to; j++) {
-            const float *vr = vb + j * D;
-            for (int c = 0; c < chunks; c++) {
-              __m512 vv = _mm512_loadu_ps(vr + c * 16);
-              for (int i = 0; i < PV_ROWS; i++) acc[i][c] = _mm512_fmadd_ps(_mm512_set1_ps(p[i][j]), vv, acc[i][c]);
-            }
-          }
-        }
-        for (int i = 0; i < n; i++)
-          for (int c = 0; c < chunks; c++) _mm512_storeu_ps(out + (r0 + r + i) * D + c0 + c * 16, acc[i][c]);
+      float *o = out + (r0 + r) * D;
+      switch (n) {
+        case 1: weighted_values(a, 1, p, b, kv, j0, j1, o); break;
+        case 2: weighted_values(a, 2, p, b, kv, j0, j1, o); break;
+        case 3: weighted_values(a, 3, p, b, kv, j0, j1, o); break;
+        case 4: weighted_values(a, 4, p, b, kv, j0, j1, o); break;
+        case 5: weighted_values(a, 5, p, b, kv, j0, j1, o); break;
+        default: weighted_values(a, PV_ROWS, p, b, kv, j0, j1, o); break;
       }
     }
   }

@@ -103,6 +103,26 @@ describeAddon('quantized products on the addon', () => {
     }
   });
 
+  test('a block whose scale is not a number gives NaN where the exact dequantization does (decode rows)', () => {
+    // The decode kernel rounds its per-block tables to bfloat16 on the bit pattern without NaN handling wherever a
+    // row pair's scales are all finite; this NaN (every mantissa bit set) is one such rounding would carry into the
+    // sign bit, giving -0 instead of NaN.
+    const w = new FourBitWeight(quantize4bit(roundToDtype(values(64 * 128, 3), 'bfloat16'), [64, 128], { quantType: 'nf4', blockSize: 64, doubleQuant: false, dtype: 'bfloat16' }));
+    const scales = (w as unknown as { scales: Float32Array }).scales;
+    new Uint32Array(scales.buffer, scales.byteOffset, scales.length)[5] = 0x7fffffff; // block 5: the second half of row 2
+    const x = values(128, 4);
+    const ref = reference(x, 1, w, false);
+    expect(Number.isNaN(ref[2])).toBe(true);
+    for (const isa of isas) {
+      const c = new Float32Array(64);
+      run(isa, () => w.nativeProduct(a, x, 1, c, false));
+      for (let j = 0; j < 64; j++) {
+        if (Number.isNaN(ref[j])) expect([isa, j, c[j]]).toEqual([isa, j, NaN]);
+        else if (!(Math.abs(c[j] - ref[j]) <= 1e-5 * Math.max(1, Math.abs(ref[j])))) throw new Error(`${isa} row ${j}: ${c[j]} vs ${ref[j]}`);
+      }
+    }
+  });
+
   test('bfloat16 compute: the same as float32 compute on bfloat16-rounded inputs and weights, within rounding', () => {
     for (const isa of isas) {
       for (const [name, w] of weights) {
