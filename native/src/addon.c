@@ -6,6 +6,7 @@
  *   gemm(M, N, K, A, lda, transA, bFormat, B, ldb, transB, C, ldc, beta, compute)
  *   gemmQuant(... as gemm, then scales, code, block, round, ...)   gemm with a bitsandbytes 4-bit or int8 weight
  *   widenRows(format, data, cols, r0, r1, dst)
+ *   firstUnrepresentable(x, format)   -1, or the first index of x not finite (or, format bf16, not a bfloat16 value)
  *   mapFile(path, offset, length)     an ArrayBuffer over those bytes of the file, privately mapped (no copy);
  *                                     unmap(buffer) releases it before the garbage collector would
  *   readBandwidth(bytes, repeats)     main-memory read rate of all threads, bytes/s (for the benchmarks)
@@ -240,6 +241,19 @@ static napi_value quantize_int8(napi_env env, napi_callback_info info) {
   return out;
 }
 
+/* firstUnrepresentable(x, format): -1, or the first index not finite or (format bf16) not a bfloat16 value. */
+static napi_value first_unrepresentable(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2], out;
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  int64_t format;
+  view x;
+  if (argc != 2 || !get_view(env, argv[0], &x) || !get_i64(env, argv[1], &format) || (format != VL_F32 && format != VL_BF16))
+    THROW(env, "firstUnrepresentable: bad arguments");
+  CHECK(env, napi_create_int64(env, vl_first_unrepresentable(x.data, (int64_t)(x.bytes / 4), format == VL_BF16), &out));
+  return out;
+}
+
 /*
  * attention(q, keys[], values[], B, H, Hkv, Lq, D, scale, mask | null, mb, mh, mq, out): the fused attention of
  * attention.c; keys[i] and values[i] are blocks [B][Hkv][len_i][D]. Returns false where it does not apply.
@@ -407,6 +421,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"gemm", NULL, gemm, NULL, NULL, NULL, napi_default, NULL},
       {"gemmQuant", NULL, gemm_quant, NULL, NULL, NULL, napi_default, NULL},
       {"widenRows", NULL, widen_rows, NULL, NULL, NULL, napi_default, NULL},
+      {"firstUnrepresentable", NULL, first_unrepresentable, NULL, NULL, NULL, napi_default, NULL},
       {"quantize4bit", NULL, quantize4bit, NULL, NULL, NULL, napi_default, NULL},
       {"quantizeInt8", NULL, quantize_int8, NULL, NULL, NULL, napi_default, NULL},
       {"attention", NULL, attention, NULL, NULL, NULL, napi_default, NULL},

@@ -64,6 +64,8 @@ void vl_quantize4bit(const float *x, int64_t blocks, int64_t block, const float 
 /* bitsandbytes' 8-bit codes and row scales (SCB) of a [rows][cols] float32 matrix; -1, or the smallest index of a
  * value that overflows float16 (then codes and scales are incomplete). */
 int64_t vl_quantize_int8(const float *x, int64_t rows, int64_t cols, int8_t *codes, float *scb);
+/* The first index of x[0, n) not finite or, with bf16 set, not a bfloat16 value; -1 if none (quantize.c). */
+int64_t vl_first_unrepresentable(const float *x, int64_t n, int bf16);
 int vl_threads(void);
 void vl_set_threads(int n);
 

@@ -122,6 +122,8 @@ export interface NativeAddon {
   ): boolean;
   /** Rows [r0, r1) of a [rows][cols] matrix of `format` widened into dst. */
   widenRows(format: number, data: Stored, cols: number, r0: number, r1: number, dst: Floats): void;
+  /** -1, or the first index of `x` that is not finite or (format FORMAT_CODES.bfloat16) not a bfloat16 value. */
+  firstUnrepresentable(x: Float32Array, format: number): number;
   /** Bytes [offset, offset + length) of a file, privately memory-mapped (no copy). */
   mapFile(file: string, offset: number, length: number): ArrayBuffer;
   /** Releases a mapping now; views of it read as empty afterwards. */

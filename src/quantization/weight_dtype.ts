@@ -4,6 +4,8 @@
  * dequantizers round their float32 products back to the weight's dtype (nearest, ties to even).
  */
 import { QuantizationError } from '../errors';
+import { FORMAT_CODES } from '../native/codes';
+import { platform } from '../platform';
 import { decodeBFloat16, decodeFloat16, encodeBFloat16, encodeFloat16 } from '../weights/dtype';
 
 // Math functions bound once: in hot loops a global `Math.` lookup is slow in some hosts (jest's vm contexts: ~50x).
@@ -36,14 +38,22 @@ export function roundToDtype(values: Float32Array, dtype: WeightDtype): Float32A
 export function checkRepresentable(values: Float32Array, dtype: WeightDtype, name: string): void {
   if (dtype !== 'float16') {
     // float32 and bfloat16 by their bits: finite = exponent not all ones; bfloat16 = the low 16 bits zero
+    const bad = (i: number): never => {
+      const v = values[i];
+      throw new QuantizationError(name, isFinite(v) ? `value ${v} at index ${i} is not a ${dtype} value (the weight's dtype)` : `value ${v} at index ${i} is not finite`);
+    };
+    const addon = values.length >= 1 << 16 ? platform.nativeAddon() : null;
+    if (addon) {
+      // the same test on the addon (~20x; a 7B's weights are checked as they are quantized at load)
+      const i = addon.firstUnrepresentable(values, dtype === 'bfloat16' ? FORMAT_CODES.bfloat16 : FORMAT_CODES.float32);
+      if (i >= 0) bad(i);
+      return;
+    }
     const bits = new Uint32Array(values.buffer, values.byteOffset, values.length);
     const low = dtype === 'bfloat16' ? 0xffff : 0;
     for (let i = 0; i < bits.length; i++) {
       const u = bits[i];
-      if ((u & 0x7f800000) === 0x7f800000 || (u & low) !== 0) {
-        const v = values[i];
-        throw new QuantizationError(name, isFinite(v) ? `value ${v} at index ${i} is not a ${dtype} value (the weight's dtype)` : `value ${v} at index ${i} is not finite`);
-      }
+      if ((u & 0x7f800000) === 0x7f800000 || (u & low) !== 0) bad(i);
     }
     return;
   }

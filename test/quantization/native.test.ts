@@ -9,7 +9,8 @@ import { platform } from '../../src/platform';
 import { fourBitBounds } from '../../src/quantization/codes';
 import { quantize4bit } from '../../src/quantization/fourbit';
 import { quantizeInt8 } from '../../src/quantization/int8';
-import { roundToDtype } from '../../src/quantization/weight_dtype';
+import { checkRepresentable, roundToDtype } from '../../src/quantization/weight_dtype';
+import { decodeBFloat16 } from '../../src/weights/dtype';
 import { FourBitWeight, Int8Weight } from '../../src/quantization/weights';
 import { StoredWeight } from '../../src/weights/stored';
 
@@ -154,27 +155,38 @@ describeAddon('4-bit quantization of whole blocks on the addon', () => {
     return v;
   }
 
-  test('equals the TypeScript quantizer byte for byte (NF4 and FP4, block sizes, partial last blocks, double quantization)', () => {
+  test('equals the TypeScript quantizer byte for byte (NF4 and FP4, block sizes, partial last blocks, double quantization; each kernel family)', () => {
+    const a = addon as NativeAddon;
+    const isas = ISAS.slice(0, ISAS.indexOf(a.features().bestIsa) + 1);
     let compared = 0;
-    for (const quantType of ['nf4', 'fp4'] as const) {
-      for (const [n, blockSize] of [[64 * 40, 64], [128 * 33 + 50, 128], [4096 * 3, 4096], [256 * 9 + 1, 256], [32 * 17, 32]] as const) {
-        for (const doubleQuant of [false, true]) {
-          const w = edgy(n, n + blockSize, quantType);
-          const native = quantize4bit(w, [n], { quantType, blockSize, doubleQuant });
-          const spy = jest.spyOn(platform, 'nativeAddon').mockReturnValue(null);
-          let plain;
-          try {
-            plain = quantize4bit(w, [n], { quantType, blockSize, doubleQuant });
-          } finally {
-            spy.mockRestore();
+    for (const isa of isas) {
+      for (const quantType of ['nf4', 'fp4'] as const) {
+        for (const [n, blockSize] of [[64 * 40, 64], [128 * 33 + 50, 128], [4096 * 3, 4096], [256 * 9 + 1, 256], [32 * 17, 32]] as const) {
+          for (const doubleQuant of [false, true]) {
+            const w = edgy(n, n + blockSize, quantType);
+            const before = a.features().isa;
+            a.setIsa(isa);
+            let native;
+            try {
+              native = quantize4bit(w, [n], { quantType, blockSize, doubleQuant });
+            } finally {
+              a.setIsa(before);
+            }
+            const spy = jest.spyOn(platform, 'nativeAddon').mockReturnValue(null);
+            let plain;
+            try {
+              plain = quantize4bit(w, [n], { quantType, blockSize, doubleQuant });
+            } finally {
+              spy.mockRestore();
+            }
+            expect(Buffer.from(native.packed).equals(Buffer.from(plain.packed))).toBe(true);
+            expect(Buffer.from(native.absmax.buffer).equals(Buffer.from(plain.absmax.buffer))).toBe(true);
+            compared++;
           }
-          expect(Buffer.from(native.packed).equals(Buffer.from(plain.packed))).toBe(true);
-          expect(Buffer.from(native.absmax.buffer).equals(Buffer.from(plain.absmax.buffer))).toBe(true);
-          compared++;
         }
       }
     }
-    expect(compared).toBe(20);
+    expect(compared).toBe(20 * isas.length);
   });
 });
 
@@ -239,5 +251,74 @@ describeAddon('8-bit quantization on the addon', () => {
     } finally {
       spy.mockRestore();
     }
+  });
+});
+
+describeAddon('weight checks and bfloat16 widening on the addon (large weights)', () => {
+  const a = addon as NativeAddon;
+  /** Runs fn with the addon seen through an object that counts calls of `method` (the addon's own are read-only). */
+  function counting<T>(method: keyof NativeAddon, fn: () => T): { result: T; calls: number } {
+    let calls = 0;
+    const original = a[method] as (...xs: unknown[]) => unknown;
+    const seen = Object.create(a) as NativeAddon;
+    Object.defineProperty(seen, method, {
+      value: (...args: unknown[]) => {
+        calls++;
+        return original.apply(a, args);
+      },
+    });
+    const spy = jest.spyOn(platform, 'nativeAddon').mockReturnValue(seen);
+    try {
+      return { result: fn(), calls };
+    } finally {
+      spy.mockRestore();
+    }
+  }
+  const withoutAddon = <T>(fn: () => T): T => {
+    const spy = jest.spyOn(platform, 'nativeAddon').mockReturnValue(null);
+    try {
+      return fn();
+    } finally {
+      spy.mockRestore();
+    }
+  };
+  const messageOf = (fn: () => void): string => {
+    try {
+      fn();
+    } catch (e) {
+      return (e as Error).message;
+    }
+    return 'no error';
+  };
+
+  test('checkRepresentable names the same first bad value as the TypeScript check (float32 and bfloat16)', () => {
+    const n = 1 << 17;
+    const base = roundToDtype(values(n, 11), 'bfloat16');
+    const cases: Array<['float32' | 'bfloat16', number, number]> = [
+      ['bfloat16', 70001, 1.0000001192092896], // finite, but not a bfloat16 value
+      ['bfloat16', 100, Infinity],
+      ['float32', 99999, NaN],
+      ['float32', 4100, -Infinity], // in the second chunk of the native scan
+    ];
+    for (const [dtype, at, v] of cases) {
+      const w = base.slice();
+      w[at] = v;
+      w[at + 4097] = Infinity; // a later bad value, in another chunk, must not be the one named
+      const native = counting('firstUnrepresentable', () => messageOf(() => checkRepresentable(w, dtype, 'w')));
+      expect(native.calls).toBe(1);
+      expect(native.result).toBe(withoutAddon(() => messageOf(() => checkRepresentable(w, dtype, 'w'))));
+      expect(native.result).toContain(`at index ${at} `);
+    }
+    for (const dtype of ['float32', 'bfloat16'] as const) expect(counting('firstUnrepresentable', () => messageOf(() => checkRepresentable(base, dtype, 'w'))).result).toBe('no error');
+  });
+
+  test('decodeBFloat16 widens a large tensor on the addon to the same bits', () => {
+    const bits = new Uint16Array((1 << 16) + 3);
+    for (let i = 0; i < bits.length; i++) bits[i] = (i * 2654435761) >>> 16; // every class: NaN, inf, subnormal, ±0
+    const bytes = new Uint8Array(bits.buffer);
+    const native = counting('widenRows', () => decodeBFloat16(bytes));
+    expect(native.calls).toBe(1);
+    const plain = withoutAddon(() => decodeBFloat16(bytes));
+    expect(Buffer.from(native.result.buffer).equals(Buffer.from(plain.buffer))).toBe(true);
   });
 });
