@@ -1,11 +1,17 @@
 /*
  * Read bandwidth of main memory as the kernels see it: all pool threads summing disjoint parts of a buffer much
- * larger than the caches. The benchmarks divide a format's weight bytes per token by it (the decode bound).
+ * larger than the caches. The benchmarks divide a format's weight bytes per token by it (the decode bound). Each
+ * thread reads its part as STREAMS interleaved streams with software prefetch ahead, the fastest way of reading
+ * memory found here (a single stream a thread measured 10-14 GB/s where this reads 16-20 on the same 2 cores): the
+ * bound is what the memory gives, not what one simple loop gets.
  */
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include "vl.h"
+
+#define STREAMS 8
+#define AHEAD 1024 /* bytes prefetched ahead of each stream */
 
 typedef struct {
   const uint64_t *data;
@@ -16,14 +22,17 @@ typedef struct {
 static void read_task(void *ctx, int64_t t) {
   read_job *j = ctx;
   int64_t a = t * j->per_task, b = a + j->per_task < j->words ? a + j->per_task : j->words;
-  uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-  for (int64_t i = a; i + 4 <= b; i += 4) {
-    s0 ^= j->data[i];
-    s1 ^= j->data[i + 1];
-    s2 ^= j->data[i + 2];
-    s3 ^= j->data[i + 3];
+  int64_t per_stream = (b - a) / STREAMS / 8 * 8; /* whole 64-byte lines */
+  uint64_t s[8] = {0};
+  for (int64_t i = 0; i < per_stream; i += 8) {
+    for (int k = 0; k < STREAMS; k++) {
+      const uint64_t *line = j->data + a + k * per_stream + i;
+      __builtin_prefetch((const char *)line + AHEAD);
+      for (int w = 0; w < 8; w++) s[w] ^= line[w];
+    }
   }
-  j->sums[t & 255] ^= s0 ^ s1 ^ s2 ^ s3;
+  for (int64_t i = a + STREAMS * per_stream; i < b; i++) s[0] ^= j->data[i]; /* the rest */
+  j->sums[t & 255] ^= s[0] ^ s[1] ^ s[2] ^ s[3] ^ s[4] ^ s[5] ^ s[6] ^ s[7];
 }
 
 static double seconds(void) {
