@@ -53,11 +53,14 @@ typedef struct {
   int64_t ldc;
   float beta;
   int64_t width;
+  int q4_bf16; /* one row of bfloat16 compute with 4-bit weights of bfloat16 values: vl_q4_decode_bf16 */
 } small_job;
 
 static void small_task(void *ctx, int64_t t) {
   small_job *j = ctx;
   int64_t n0 = t * j->width, n1 = n0 + j->width < j->N ? n0 + j->width : j->N;
+  if (j->q4_bf16) n0 += vl_q4_decode_bf16(j->K, j->A, j->B, n0, n1, j->C, j->beta);
+  if (n0 >= n1) return;
   vl_small_fn fn = j->B->trans ? j->k->small_dot : j->k->small_axpy;
   fn(j->M, j->K, j->A, j->lda, j->B, n0, n1, j->C, j->ldc, j->beta, VL_COMPUTE_F32);
 }
@@ -187,8 +190,10 @@ void vl_gemm(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, int t
   }
 
   if (!transA && M <= VL_SMALL_M) {
-    small_job j = {k, M, N, K, A, lda, B, C, ldc, beta, 0};
+    small_job j = {k, M, N, K, A, lda, B, C, ldc, beta, 0, 0};
     j.width = chunk_width(N, 16, 64);
+    j.q4_bf16 = compute == VL_COMPUTE_BF16 && M == 1 && lda == K && vl_isa() >= VL_ISA_AVX512 && vl_cpu()->avx512_bf16 &&
+                vl_kernels_avx512bf16.mr > 0 && vl_q4_decode_bf16_applies(K, B);
     vl_parallel((N + j.width - 1) / j.width, small_task, &j);
   } else {
     gemm_job j = {k, M, N, K, A, lda, transA, B, C, ldc, beta, 0, NULL};

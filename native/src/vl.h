@@ -198,6 +198,14 @@ typedef struct {
 } vl_bf16_kernels;
 extern const vl_bf16_kernels vl_kernels_avx512bf16;
 
+/* One row of decode (x: bfloat16 values as float32, K of them) times 4-bit weights of bfloat16 values (B->round
+ * VL_BF16), rows [n0, n1) of C = beta·C + x·Bᵀ on VDPBF16PS; returns how many rows it did from n0 (0 where it does
+ * not apply), the rest left to the caller. */
+int64_t vl_q4_decode_bf16(int64_t K, const float *x, const vl_bmat *B, int64_t n0, int64_t n1, float *C, float beta);
+static inline int vl_q4_decode_bf16_applies(int64_t K, const vl_bmat *B) {
+  return B->format == VL_Q4 && B->trans && B->round == VL_BF16 && B->ld == K && B->block % 64 == 0 && K % B->block == 0;
+}
+
 /* Fused attention (attention.c): softmax(q·kᵀ·scale + mask)·v for every (batch, head). */
 typedef struct {
   int64_t B, H, Hkv, Lq, D;

@@ -124,6 +124,24 @@ describeAddon('quantized products on the addon', () => {
     }
   });
 
+  test('decode at bfloat16 compute (VDPBF16PS table lookups where the CPU has them) = float32 compute on the rounded row', () => {
+    // bfloat16 x times bfloat16 weights is exact in float32: only the order of summation differs.
+    for (const [rows, cols, blockSize] of [[64, 128, 64], [37, 512, 128], [6, 4096, 64]] as const) {
+      const w = new FourBitWeight(quantize4bit(roundToDtype(values(rows * cols, rows), 'bfloat16'), [rows, cols], { quantType: 'nf4', blockSize, doubleQuant: true, dtype: 'bfloat16' }));
+      const x = values(cols, cols);
+      for (const isa of isas) {
+        const bf16 = new Float32Array(rows);
+        const f32 = new Float32Array(rows);
+        w.compute = 'bfloat16';
+        run(isa, () => w.nativeProduct(a, x, 1, bf16, false));
+        w.compute = 'float32';
+        run(isa, () => w.nativeProduct(a, roundToDtype(x, 'bfloat16'), 1, f32, false));
+        const d = relDiff(bf16, f32);
+        if (!(d < 1e-6)) throw new Error(`${isa} [${rows},${cols}] b${blockSize}: ${d}`);
+      }
+    }
+  });
+
   test('bfloat16 compute: the same as float32 compute on bfloat16-rounded inputs and weights, within rounding', () => {
     for (const isa of isas) {
       for (const [name, w] of weights) {
