@@ -7,6 +7,7 @@
  *   gemmQuant(... as gemm, then scales, code, block, round, ...)   gemm with a bitsandbytes 4-bit or int8 weight
  *   widenRows(format, data, cols, r0, r1, dst)
  *   firstUnrepresentable(x, format)   -1, or the first index of x not finite (or, format bf16, not a bfloat16 value)
+ *   quantize4bitBf16(x, blocks, ...)  bitsandbytes' 4-bit codes of whole blocks of bfloat16 values (-1 or a bad index)
  *   mapFile(path, offset, length)     an ArrayBuffer over those bytes of the file, privately mapped (no copy);
  *                                     unmap(buffer) releases it before the garbage collector would
  *   readBandwidth(bytes, repeats)     main-memory read rate of all threads, bytes/s (for the benchmarks)
@@ -225,6 +226,25 @@ static napi_value quantize4bit(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* quantize4bitBf16(x, blocks, block, bounds, order, absmax, packed): the same from bfloat16 values (a Uint16Array);
+ * -1, or the first index of a value that is not finite. */
+static napi_value quantize4bit_bf16(napi_env env, napi_callback_info info) {
+  size_t argc = 7;
+  napi_value argv[7], out;
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  int64_t blocks, block;
+  view x, bounds, order, absmax, packed;
+  if (argc != 7 || !get_view(env, argv[0], &x) || !get_i64(env, argv[1], &blocks) || !get_i64(env, argv[2], &block) ||
+      !get_view(env, argv[3], &bounds) || !get_view(env, argv[4], &order) || !get_view(env, argv[5], &absmax) ||
+      !get_view(env, argv[6], &packed))
+    THROW(env, "quantize4bitBf16: bad arguments");
+  if (blocks < 0 || block < 2 || block % 2 != 0 || block > 4096 || bounds.bytes < 15 * 4 || order.bytes < 16 ||
+      (size_t)(blocks * block) * 2 > x.bytes || (size_t)blocks * 4 > absmax.bytes || (size_t)(blocks * block / 2) > packed.bytes)
+    THROW(env, "quantize4bitBf16: an array is shorter than the blocks, or the block size is not even (or above 4096)");
+  CHECK(env, napi_create_int64(env, vl_quantize4bit_bf16(x.data, blocks, block, bounds.data, order.data, absmax.data, packed.data), &out));
+  return out;
+}
+
 /* quantizeInt8(x, rows, cols, codes, scb): bitsandbytes' 8-bit codes; -1, or the first index overflowing float16. */
 static napi_value quantize_int8(napi_env env, napi_callback_info info) {
   size_t argc = 5;
@@ -422,6 +442,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"gemmQuant", NULL, gemm_quant, NULL, NULL, NULL, napi_default, NULL},
       {"widenRows", NULL, widen_rows, NULL, NULL, NULL, napi_default, NULL},
       {"firstUnrepresentable", NULL, first_unrepresentable, NULL, NULL, NULL, napi_default, NULL},
+      {"quantize4bitBf16", NULL, quantize4bit_bf16, NULL, NULL, NULL, napi_default, NULL},
       {"quantize4bit", NULL, quantize4bit, NULL, NULL, NULL, napi_default, NULL},
       {"quantizeInt8", NULL, quantize_int8, NULL, NULL, NULL, napi_default, NULL},
       {"attention", NULL, attention, NULL, NULL, NULL, napi_default, NULL},

@@ -18,7 +18,30 @@ typedef struct {
   const uint8_t *order;
   float *absmax;
   uint8_t *packed;
+  const uint16_t *bf16; /* set: the values are these bfloat16 ones (x unused), widened a block at a time */
+  int64_t bad;          /* bf16: the smallest index of a value that is not finite, or -1 */
+  pthread_mutex_t lock;
 } q4_job;
+
+#define MAX_BLOCK 4096 /* bitsandbytes' largest 4-bit block */
+
+/* Block b's values as float32: in place, or (bfloat16 source) widened into buf; NULL where one is not finite (its
+ * index recorded; the caller refuses the weight, so the block's codes do not matter). */
+static const float *block_values(q4_job *j, int64_t b, float *buf) {
+  if (!j->bf16) return j->x + b * j->block;
+  const uint16_t *h = j->bf16 + b * j->block;
+  for (int64_t i = 0; i < j->block; i++) {
+    if ((h[i] & 0x7f80u) == 0x7f80u) {
+      pthread_mutex_lock(&j->lock);
+      if (j->bad < 0 || b * j->block + i < j->bad) j->bad = b * j->block + i;
+      pthread_mutex_unlock(&j->lock);
+      return NULL;
+    }
+    uint32_t u = (uint32_t)h[i] << 16;
+    memcpy(buf + i, &u, 4);
+  }
+  return buf;
+}
 
 /* The rank of s among the sorted midpoints (how many lie strictly below it), by halving without branches: the
  * weights are noise, so a branch per step would be mispredicted half the time. */
@@ -39,7 +62,7 @@ static inline int code_of(const float *b, const uint8_t *order, float s) {
  * per lane (vpermps), the rank mapped through `order` (vpermd), and the codes of value pairs (2i, 2i + 1) packed
  * into bytes from the low byte of each 64-bit lane. Absmax by vector max (exact in any order).
  */
-static int q4_blocks_avx512(const q4_job *j, int64_t b0, int64_t b1) {
+static int q4_blocks_avx512(q4_job *j, int64_t b0, int64_t b1, float *buf) {
   if (j->block % 16 != 0) return 0;
   float padded[16];
   memcpy(padded, j->bounds, 15 * sizeof(float));
@@ -52,7 +75,8 @@ static int q4_blocks_avx512(const q4_job *j, int64_t b0, int64_t b1) {
                 c4 = _mm512_set1_epi32(4), c8 = _mm512_set1_epi32(8);
   const float tiny = 1e-38f;
   for (int64_t b = b0; b < b1; b++) {
-    const float *x = j->x + b * j->block;
+    const float *x = block_values(j, b, buf);
+    if (!x) continue;
     __m512 m = _mm512_setzero_ps();
     for (int64_t i = 0; i < j->block; i += 16) m = _mm512_max_ps(m, _mm512_abs_ps(_mm512_loadu_ps(x + i)));
     const float mx = _mm512_reduce_max_ps(m);
@@ -77,19 +101,21 @@ static int q4_blocks_avx512(const q4_job *j, int64_t b0, int64_t b1) {
 }
 #pragma GCC pop_options
 #else
-static int q4_blocks_avx512(const q4_job *j, int64_t b0, int64_t b1) {
-  (void)j, (void)b0, (void)b1;
+static int q4_blocks_avx512(q4_job *j, int64_t b0, int64_t b1, float *buf) {
+  (void)j, (void)b0, (void)b1, (void)buf;
   return 0;
 }
 #endif
 
 static void q4_task(void *ctx, int64_t task) {
-  const q4_job *j = ctx;
+  q4_job *j = ctx;
+  float buf[MAX_BLOCK];
   const float tiny = 1e-38f;
   int64_t b1 = (task + 1) * j->per_task < j->blocks ? (task + 1) * j->per_task : j->blocks;
-  if (vl_isa() >= VL_ISA_AVX512 && q4_blocks_avx512(j, task * j->per_task, b1)) return;
+  if (vl_isa() >= VL_ISA_AVX512 && q4_blocks_avx512(j, task * j->per_task, b1, buf)) return;
   for (int64_t b = task * j->per_task; b < b1; b++) {
-    const float *x = j->x + b * j->block;
+    const float *x = block_values(j, b, buf);
+    if (!x) continue;
     float m = 0.0f;
     for (int64_t i = 0; i < j->block; i++) {
       float a = fabsf(x[i]);
@@ -110,8 +136,19 @@ static void q4_task(void *ctx, int64_t task) {
 void vl_quantize4bit(const float *x, int64_t blocks, int64_t block, const float *bounds, const uint8_t *order, float *absmax,
                      uint8_t *packed) {
   int64_t per_task = 256;
-  q4_job j = {x, blocks, block, per_task, bounds, order, absmax, packed};
+  q4_job j = {x, blocks, block, per_task, bounds, order, absmax, packed, NULL, -1};
   vl_parallel((blocks + per_task - 1) / per_task, q4_task, &j);
+}
+
+int64_t vl_quantize4bit_bf16(const uint16_t *x, int64_t blocks, int64_t block, const float *bounds, const uint8_t *order,
+                             float *absmax, uint8_t *packed) {
+  if (block > MAX_BLOCK) return -2;
+  int64_t per_task = 256;
+  q4_job j = {NULL, blocks, block, per_task, bounds, order, absmax, packed, x, -1};
+  pthread_mutex_init(&j.lock, NULL);
+  vl_parallel((blocks + per_task - 1) / per_task, q4_task, &j);
+  pthread_mutex_destroy(&j.lock);
+  return j.bad;
 }
 
 /*

@@ -61,6 +61,10 @@ void vl_parallel(int64_t tasks, vl_task_fn fn, void *ctx);
 /* bitsandbytes' 4-bit codes of whole blocks (quantize.c) */
 void vl_quantize4bit(const float *x, int64_t blocks, int64_t block, const float *bounds, const uint8_t *order, float *absmax,
                      uint8_t *packed);
+/* The same from bfloat16 values (widened a block at a time): -1, the smallest index of a value that is not finite (the
+ * codes are then incomplete), or -2 for a block longer than 4096. */
+int64_t vl_quantize4bit_bf16(const uint16_t *x, int64_t blocks, int64_t block, const float *bounds, const uint8_t *order,
+                             float *absmax, uint8_t *packed);
 /* bitsandbytes' 8-bit codes and row scales (SCB) of a [rows][cols] float32 matrix; -1, or the smallest index of a
  * value that overflows float16 (then codes and scales are incomplete). */
 int64_t vl_quantize_int8(const float *x, int64_t rows, int64_t cols, int8_t *codes, float *scb);

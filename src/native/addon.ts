@@ -93,6 +93,8 @@ export interface NativeAddon {
    * of the code table and `order` maps a rank to its code.
    */
   quantize4bit(x: Float32Array, blocks: number, block: number, bounds: Float32Array, order: Uint8Array, absmax: Float32Array, packed: Uint8Array): void;
+  /** quantize4bit from bfloat16 values (their bits), widened a block at a time; -1, or the first index not finite. */
+  quantize4bitBf16(x: Uint16Array, blocks: number, block: number, bounds: Float32Array, order: Uint8Array, absmax: Float32Array, packed: Uint8Array): number;
   /**
    * bitsandbytes' 8-bit quantization of a [rows][cols] matrix (src/quantization/int8.ts: the same float32
    * operations) into `codes` and `scb`; returns -1, or the smallest index of a value that overflows float16.

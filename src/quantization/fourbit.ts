@@ -14,6 +14,7 @@ import { dequantizeBlockwise8, quantizeBlockwise8 } from './blockwise8';
 import { FOUR_BIT_TYPES, FourBitType, dynamicCode, fourBitBounds, fourBitCode } from './codes';
 import { torchMeanFloat32 } from './torch_sum';
 import { WeightDtype, checkRepresentable, elementCount, roundToDtype, WEIGHT_DTYPES } from './weight_dtype';
+import { decodeBFloat16 } from '../weights/dtype';
 
 // Math functions bound once: in hot loops a global `Math.` lookup is slow in some hosts (jest's vm contexts: ~50x).
 const { abs, ceil, floor, fround, max, min } = Math;
@@ -101,9 +102,10 @@ function codeOf(b: readonly number[], order: Uint8Array, s: number): number {
   return order[r];
 }
 
-/** Codes of weight[start, end): full blocks multiply by the float32 reciprocal, the partial block divides. */
+/** Codes of values [start, end) (weight[i - base]): full blocks multiply by the float32 reciprocal, the partial block divides. */
 function quantizeBlock(
   weight: Float32Array,
+  base: number,
   start: number,
   end: number,
   scale: number,
@@ -113,7 +115,8 @@ function quantizeBlock(
   packed: Uint8Array,
 ): void {
   for (let i = start; i < end; i++) {
-    let s = divide ? fround(weight[i] / scale) : fround(weight[i] * scale);
+    const v = weight[i - base];
+    let s = divide ? fround(v / scale) : fround(v * scale);
     s = s < -1 ? -1 : s > 1 ? 1 : s;
     const q = codeOf(b, order, s);
     packed[i >> 1] |= (i & 1) === 0 ? q << 4 : q;
@@ -126,6 +129,57 @@ function quantizeBlock(
  * bitsandbytes' default backend does; an odd count pads one zero before packing.
  */
 export function quantize4bit(weight: Float32Array, shape: readonly number[], opts: Quantize4bitOptions = {}): FourBitState {
+  const q = start4bit(weight.length, shape, opts);
+  checkRepresentable(weight, q.dtype, q.name);
+  // Whole blocks on the native addon where it is built (the same float32 operations, ~50x faster); the rest here.
+  const addon = platform.nativeAddon();
+  const nativeBlocks = addon && q.blockSize % 2 === 0 ? floor(q.n / q.blockSize) : 0;
+  if (nativeBlocks > 0) addon!.quantize4bit(weight, nativeBlocks, q.blockSize, q.bounds, q.order, q.absmax, q.packed);
+  return finish4bit(q, nativeBlocks, weight, 0, opts);
+}
+
+/**
+ * quantize4bit of a bfloat16 weight given as its bits (a checkpoint's BF16 tensor): on the addon the whole blocks
+ * are widened a block at a time as they are quantized, never as a whole float32 copy (most of a 7B's load time was
+ * that copy); the same bytes as quantize4bit of the widened values, and the same error for a value that is not finite.
+ */
+export function quantize4bitBFloat16(bits: Uint16Array, shape: readonly number[], opts: Omit<Quantize4bitOptions, 'dtype'> = {}): FourBitState {
+  const addon = platform.nativeAddon();
+  const blockSize = opts.blockSize ?? 64;
+  if (!addon || typeof addon.quantize4bitBf16 !== 'function' || blockSize % 2 !== 0) {
+    return quantize4bit(decodeBFloat16(new Uint8Array(bits.buffer, bits.byteOffset, bits.byteLength)), shape, { ...opts, dtype: 'bfloat16' });
+  }
+  const q = start4bit(bits.length, shape, { ...opts, dtype: 'bfloat16' });
+  const notFinite = (i: number): never => {
+    const v = new Float32Array(new Uint32Array([bits[i] << 16]).buffer)[0];
+    throw new QuantizationError(q.name, `value ${v} at index ${i} is not finite`);
+  };
+  const nativeBlocks = floor(q.n / q.blockSize);
+  if (nativeBlocks > 0) {
+    const bad = addon.quantize4bitBf16(bits, nativeBlocks, q.blockSize, q.bounds, q.order, q.absmax, q.packed);
+    if (bad >= 0) notFinite(bad);
+  }
+  const base = nativeBlocks * q.blockSize;
+  const rest = decodeBFloat16(new Uint8Array(bits.buffer, bits.byteOffset + 2 * base, 2 * (q.n - base)));
+  for (let i = 0; i < rest.length; i++) if (!isFinite(rest[i])) notFinite(base + i);
+  return finish4bit(q, nativeBlocks, rest, base, opts);
+}
+
+interface FourBitRun {
+  name: string;
+  quantType: FourBitType;
+  blockSize: number;
+  dtype: WeightDtype;
+  n: number;
+  shape: readonly number[];
+  bounds: Float32Array;
+  order: Uint8Array;
+  absmax: Float32Array;
+  packed: Uint8Array;
+}
+
+/** Options and sizes checked, outputs allocated. */
+function start4bit(length: number, shape: readonly number[], opts: Quantize4bitOptions): FourBitRun {
   const name = opts.name ?? '<weight>';
   const quantType = opts.quantType ?? 'fp4';
   const blockSize = opts.blockSize ?? 64;
@@ -133,34 +187,33 @@ export function quantize4bit(weight: Float32Array, shape: readonly number[], opt
   checkOptions(name, quantType, blockSize, dtype);
   const n = elementCount(shape, name);
   if (n === 0) throw new QuantizationError(name, 'cannot quantize an empty weight');
-  if (weight.length !== n) {
-    throw new QuantizationError(name, `has ${weight.length} values but shape [${shape.join(', ')}] needs ${n}`);
+  if (length !== n) {
+    throw new QuantizationError(name, `has ${length} values but shape [${shape.join(', ')}] needs ${n}`);
   }
-  checkRepresentable(weight, dtype, name);
-
   const { bounds, order } = fourBitBounds(quantType);
-  const sortedBounds = Array.from(bounds);
   const blocks = ceil(n / blockSize);
-  const absmax = new Float32Array(blocks);
-  const packed = new Uint8Array(ceil(n / 2));
+  return { name, quantType, blockSize, dtype, n, shape, bounds, order, absmax: new Float32Array(blocks), packed: new Uint8Array(ceil(n / 2)) };
+}
+
+/** Blocks from `firstBlock` on here (values[i - base] is value i), the odd-count padding, double quantization. */
+function finish4bit(q: FourBitRun, firstBlock: number, values: Float32Array, base: number, opts: Quantize4bitOptions): FourBitState {
+  const { n, blockSize, absmax, packed, order } = q;
+  const sortedBounds = Array.from(q.bounds);
+  const blocks = absmax.length;
   const partial = n % blockSize !== 0;
-  // Whole blocks on the native addon where it is built (the same float32 operations, ~50x faster); the rest here.
-  const addon = platform.nativeAddon();
-  const nativeBlocks = addon && blockSize % 2 === 0 ? floor(n / blockSize) : 0;
-  if (nativeBlocks > 0) addon!.quantize4bit(weight, nativeBlocks, blockSize, bounds, order, absmax, packed);
-  for (let b = nativeBlocks; b < blocks; b++) {
+  for (let b = firstBlock; b < blocks; b++) {
     const start = b * blockSize;
     const end = min(start + blockSize, n);
     let m = 0;
-    for (let i = start; i < end; i++) m = max(m, abs(weight[i]));
+    for (let i = start; i < end; i++) m = max(m, abs(values[i - base]));
     const isPartial = partial && b === blocks - 1;
     const clamped = max(m, TINY);
     absmax[b] = isPartial ? clamped : m;
-    quantizeBlock(weight, start, end, isPartial ? clamped : fround(1 / clamped), isPartial, sortedBounds, order, packed);
+    quantizeBlock(values, base, start, end, isPartial ? clamped : fround(1 / clamped), isPartial, sortedBounds, order, packed);
   }
   if (n % 2 === 1) packed[packed.length - 1] |= codeOf(sortedBounds, order, 0);
 
-  const common = { quantType, blockSize, shape: [...shape], dtype, packed, code: fourBitCode(quantType).slice() };
+  const common = { quantType: q.quantType, blockSize, shape: [...q.shape], dtype: q.dtype, packed, code: fourBitCode(q.quantType).slice() };
   if (!opts.doubleQuant) return { ...common, nested: null, absmax };
   return { ...common, ...doubleQuantize(absmax, opts.sumLanes) };
 }

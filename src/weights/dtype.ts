@@ -63,6 +63,11 @@ export interface TensorRef {
 
 const UNNAMED: TensorRef = { file: '<buffer>', tensor: '<unnamed>' };
 
+/** A tensor's bytes as 16-bit words (BF16 / F16 bits), without a copy where they are aligned. */
+export function uint16Words(bytes: Uint8Array, ref: TensorRef = UNNAMED): Uint16Array {
+  return viewAs(bytes, Uint16Array, ref);
+}
+
 // ---------------------------------------------------------------------------------------------------
 // Typed views over raw bytes
 

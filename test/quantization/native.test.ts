@@ -7,7 +7,7 @@
 import { ISAS, Isa, NativeAddon, nativeAddon } from '../../src/native/addon';
 import { platform } from '../../src/platform';
 import { fourBitBounds } from '../../src/quantization/codes';
-import { quantize4bit } from '../../src/quantization/fourbit';
+import { quantize4bit, quantize4bitBFloat16 } from '../../src/quantization/fourbit';
 import { quantizeInt8 } from '../../src/quantization/int8';
 import { checkRepresentable, roundToDtype } from '../../src/quantization/weight_dtype';
 import { decodeBFloat16 } from '../../src/weights/dtype';
@@ -205,6 +205,63 @@ describeAddon('4-bit quantization of whole blocks on the addon', () => {
       }
     }
     expect(compared).toBe(20 * isas.length);
+  });
+});
+
+describeAddon('4-bit quantization straight from bfloat16 bits on the addon', () => {
+  const a = addon as NativeAddon;
+  const bitsOf = (v: Float32Array) => new Uint16Array(Uint32Array.from(new Uint32Array(v.buffer, v.byteOffset, v.length), (u) => u >>> 16));
+  const messageOf = (fn: () => void): string => {
+    try {
+      fn();
+    } catch (e) {
+      return (e as Error).message;
+    }
+    return 'no error';
+  };
+
+  test('the same bytes as quantize4bit of the widened values (NF4 and FP4, block sizes, partial blocks, odd counts; each kernel family)', () => {
+    const isas = ISAS.slice(0, ISAS.indexOf(a.features().bestIsa) + 1);
+    let compared = 0;
+    for (const isa of isas) {
+      for (const quantType of ['nf4', 'fp4'] as const) {
+        for (const [n, blockSize] of [[64 * 40, 64], [128 * 33 + 50, 128], [4096 * 3, 4096], [256 * 9 + 1, 256], [32 * 17 + 3, 32]] as const) {
+          const bits = bitsOf(values(n, n + blockSize));
+          for (let i = 0; i < n; i += 97) bits[i] = 0x0001; // bfloat16 subnormals
+          const widened = decodeBFloat16(new Uint8Array(bits.buffer));
+          for (const doubleQuant of [false, true]) {
+            const opts = { quantType, blockSize, doubleQuant };
+            const before = a.features().isa;
+            a.setIsa(isa);
+            let fromBits;
+            try {
+              fromBits = quantize4bitBFloat16(bits, [n], opts);
+            } finally {
+              a.setIsa(before);
+            }
+            const plain = quantize4bit(widened, [n], { ...opts, dtype: 'bfloat16' });
+            expect(Buffer.from(fromBits.packed).equals(Buffer.from(plain.packed))).toBe(true);
+            expect(Buffer.from(fromBits.absmax.buffer).equals(Buffer.from(plain.absmax.buffer))).toBe(true);
+            expect(fromBits.dtype).toBe('bfloat16');
+            compared++;
+          }
+        }
+      }
+    }
+    expect(compared).toBe(20 * isas.length);
+  });
+
+  test('a value that is not finite is refused as quantize4bit refuses it: the first one, in a whole block or the partial last one', () => {
+    const n = 64 * 10 + 20;
+    const base = bitsOf(values(n, 5));
+    for (const [at, word] of [[70, 0x7f80], [300, 0xffc1], [650, 0xff80]] as const) {
+      const bits = base.slice();
+      bits[at] = word;
+      bits[at + 3] = 0x7f80; // a later one is not the one named
+      const fromBits = messageOf(() => quantize4bitBFloat16(bits, [n], { quantType: 'nf4', name: 'w' }));
+      expect(fromBits).toBe(messageOf(() => quantize4bit(decodeBFloat16(new Uint8Array(bits.buffer)), [n], { quantType: 'nf4', dtype: 'bfloat16', name: 'w' })));
+      expect(fromBits).toContain(`at index ${at} is not finite`);
+    }
   });
 });
 

@@ -11,13 +11,14 @@ import { Module } from '../../layers/module';
 import type { ComputeDType } from '../../native/codes';
 import { BITS_AND_BYTES_DEFAULTS, BitsAndBytesConfig, parseBitsAndBytesConfig } from '../../quantization/config';
 import { FOUR_BIT_TYPES, FourBitType } from '../../quantization/codes';
-import { FOUR_BIT_BLOCK_SIZES, quantize4bit } from '../../quantization/fourbit';
+import { FOUR_BIT_BLOCK_SIZES, quantize4bit, quantize4bitBFloat16 } from '../../quantization/fourbit';
 import { QUANT_STATE_PREFIX, QuantStorage, RawTensor, fourBitFromTensors, int8FromTensors, quantizedFormat } from '../../quantization/bnb_tensors';
 import { quantizeInt8 } from '../../quantization/int8';
 import { quantizedModules } from '../../quantization/modules';
 import { WeightDtype } from '../../quantization/weight_dtype';
 import { FourBitWeight, Int8Weight } from '../../quantization/weights';
 import { Checkpoint } from '../../weights/checkpoint';
+import { uint16Words } from '../../weights/dtype';
 import { Json } from '../config_fields';
 import { StoredWeight } from '../../weights/stored';
 
@@ -130,15 +131,18 @@ export async function readQuantizedWeight(
     const info = checkpoint.info(key);
     const dtype = DTYPES[info.dtype];
     if (!dtype) throw new ConfigError('quantization', `${key} is stored as ${info.dtype}; only float32/bfloat16/float16 weights can be quantized`);
-    const values = await checkpoint.readFloat32(key);
     const shape = [...info.shape];
-    weight = q.config.load_in_4bit
-      ? new FourBitWeight(
-          quantize4bit(values, shape, { quantType: q.config.bnb_4bit_quant_type, blockSize: q.blockSize, doubleQuant: q.config.bnb_4bit_use_double_quant, dtype, name: key }),
-          q.config.bnb_4bit_quant_storage,
-          key,
-        )
-      : new Int8Weight(quantizeInt8(values, shape, { dtype, name: key }), key);
+    const fourBit = { quantType: q.config.bnb_4bit_quant_type, blockSize: q.blockSize, doubleQuant: q.config.bnb_4bit_use_double_quant, name: key };
+    if (q.config.load_in_4bit && dtype === 'bfloat16') {
+      // the bfloat16 bits straight to the quantizer: no float32 copy of the weight
+      const bits = uint16Words(await checkpoint.readBytes(key), { file: checkpoint.fileOf(key).path, tensor: key });
+      weight = new FourBitWeight(quantize4bitBFloat16(bits, shape, fourBit), q.config.bnb_4bit_quant_storage, key);
+    } else {
+      const values = await checkpoint.readFloat32(key);
+      weight = q.config.load_in_4bit
+        ? new FourBitWeight(quantize4bit(values, shape, { ...fourBit, dtype }), q.config.bnb_4bit_quant_storage, key)
+        : new Int8Weight(quantizeInt8(values, shape, { dtype, name: key }), key);
+    }
   }
   weight.compute = compute;
   return weight;
