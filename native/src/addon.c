@@ -8,6 +8,7 @@
  *   widenRows(format, data, cols, r0, r1, dst)
  *   firstUnrepresentable(x, format)   -1, or the first index of x not finite (or, format bf16, not a bfloat16 value)
  *   quantize4bitBf16(x, blocks, ...)  bitsandbytes' 4-bit codes of whole blocks of bfloat16 values (-1 or a bad index)
+ *   quantizeInt8Bf16(x, rows, ...)    its 8-bit codes of bfloat16 values → [first not finite, first float16 overflow]
  *   mapFile(path, offset, length)     an ArrayBuffer over those bytes of the file, privately mapped (no copy);
  *                                     unmap(buffer) releases it before the garbage collector would
  *   readBandwidth(bytes, repeats)     main-memory read rate of all threads, bytes/s (for the benchmarks)
@@ -274,6 +275,28 @@ static napi_value first_unrepresentable(napi_env env, napi_callback_info info) {
   return out;
 }
 
+/* quantizeInt8Bf16(x, rows, cols, codes, scb) → [nonFinite, overflow]: the same from bfloat16 values (a Uint16Array);
+ * each -1 or the first such index (a value that is not finite stops it before any code is written). */
+static napi_value quantize_int8_bf16(napi_env env, napi_callback_info info) {
+  size_t argc = 5;
+  napi_value argv[5], out, a, b;
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  int64_t rows, cols, non_finite;
+  view x, codes, scb;
+  if (argc != 5 || !get_view(env, argv[0], &x) || !get_i64(env, argv[1], &rows) || !get_i64(env, argv[2], &cols) ||
+      !get_view(env, argv[3], &codes) || !get_view(env, argv[4], &scb))
+    THROW(env, "quantizeInt8Bf16: bad arguments");
+  if (rows < 0 || cols < 0 || (size_t)(rows * cols) * 2 > x.bytes || (size_t)(rows * cols) > codes.bytes || (size_t)rows * 4 > scb.bytes)
+    THROW(env, "quantizeInt8Bf16: an array is shorter than rows x cols");
+  int64_t overflow = vl_quantize_int8_bf16(x.data, rows, cols, codes.data, scb.data, &non_finite);
+  CHECK(env, napi_create_array_with_length(env, 2, &out));
+  CHECK(env, napi_create_int64(env, non_finite, &a));
+  CHECK(env, napi_create_int64(env, overflow, &b));
+  CHECK(env, napi_set_element(env, out, 0, a));
+  CHECK(env, napi_set_element(env, out, 1, b));
+  return out;
+}
+
 /*
  * attention(q, keys[], values[], B, H, Hkv, Lq, D, scale, mask | null, mb, mh, mq, out): the fused attention of
  * attention.c; keys[i] and values[i] are blocks [B][Hkv][len_i][D]. Returns false where it does not apply.
@@ -443,6 +466,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"widenRows", NULL, widen_rows, NULL, NULL, NULL, napi_default, NULL},
       {"firstUnrepresentable", NULL, first_unrepresentable, NULL, NULL, NULL, napi_default, NULL},
       {"quantize4bitBf16", NULL, quantize4bit_bf16, NULL, NULL, NULL, napi_default, NULL},
+      {"quantizeInt8Bf16", NULL, quantize_int8_bf16, NULL, NULL, NULL, napi_default, NULL},
       {"quantize4bit", NULL, quantize4bit, NULL, NULL, NULL, napi_default, NULL},
       {"quantizeInt8", NULL, quantize_int8, NULL, NULL, NULL, napi_default, NULL},
       {"attention", NULL, attention, NULL, NULL, NULL, napi_default, NULL},

@@ -7,6 +7,7 @@
  * last block and checks the inputs; tests compare the two and bitsandbytes' own bytes.
  */
 #include <math.h>
+#include <stdlib.h>
 #include <pthread.h>
 #include <string.h>
 #include "vl.h"
@@ -181,11 +182,34 @@ typedef struct {
   float *scb;
   int64_t overflow; /* smallest flat index that overflows float16, or -1 */
   pthread_mutex_t lock;
+  const uint16_t *bf16; /* set: the values are these bfloat16 ones (x unused), widened a row at a time */
 } i8_job;
+
+static void i8_row(i8_job *j, int64_t r, const float *x);
 
 static void i8_task(void *ctx, int64_t r) {
   i8_job *j = ctx;
-  const float *x = j->x + r * j->cols;
+  if (!j->bf16) {
+    i8_row(j, r, j->x + r * j->cols);
+    return;
+  }
+  float *row = malloc((size_t)j->cols * sizeof(float));
+  if (!row) { /* refused as an overflow at the row's start: the caller reports it (never happens at 7B widths) */
+    pthread_mutex_lock(&j->lock);
+    if (j->overflow < 0 || r * j->cols < j->overflow) j->overflow = r * j->cols;
+    pthread_mutex_unlock(&j->lock);
+    return;
+  }
+  const uint16_t *h = j->bf16 + r * j->cols;
+  for (int64_t c = 0; c < j->cols; c++) {
+    uint32_t u = (uint32_t)h[c] << 16;
+    memcpy(row + c, &u, 4);
+  }
+  i8_row(j, r, row);
+  free(row);
+}
+
+static void i8_row(i8_job *j, int64_t r, const float *x) {
   int8_t *out = j->codes + r * j->cols;
   float m = 0.0f;
   for (int64_t c = 0; c < j->cols; c++) {
@@ -205,6 +229,28 @@ static void i8_task(void *ctx, int64_t r) {
   }
   float scale = (float)(1.0 / (double)m) * 127.0f;
   for (int64_t c = 0; c < j->cols; c++) out[c] = (int8_t)nearbyintf(round_to_f16(x[c]) * scale);
+}
+
+int64_t vl_quantize_int8_bf16(const uint16_t *x, int64_t rows, int64_t cols, int8_t *codes, float *scb, int64_t *non_finite) {
+  *non_finite = -1;
+  const int64_t n = rows * cols;
+  for (int64_t c0 = 0; c0 < n; c0 += 4096) { /* chunks flagged by an OR (vectorised), a flagged one scanned */
+    int64_t c1 = c0 + 4096 < n ? c0 + 4096 : n;
+    uint32_t bad = 0;
+    for (int64_t i = c0; i < c1; i++) bad |= (x[i] & 0x7f80u) == 0x7f80u;
+    if (!bad) continue;
+    for (int64_t i = c0; i < c1; i++)
+      if ((x[i] & 0x7f80u) == 0x7f80u) {
+        *non_finite = i;
+        return -1;
+      }
+  }
+  i8_job j = {NULL, rows, cols, codes, scb, -1};
+  j.bf16 = x;
+  pthread_mutex_init(&j.lock, NULL);
+  vl_parallel(rows, i8_task, &j);
+  pthread_mutex_destroy(&j.lock);
+  return j.overflow;
 }
 
 int64_t vl_quantize_int8(const float *x, int64_t rows, int64_t cols, int8_t *codes, float *scb) {

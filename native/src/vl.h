@@ -68,6 +68,9 @@ int64_t vl_quantize4bit_bf16(const uint16_t *x, int64_t blocks, int64_t block, c
 /* bitsandbytes' 8-bit codes and row scales (SCB) of a [rows][cols] float32 matrix; -1, or the smallest index of a
  * value that overflows float16 (then codes and scales are incomplete). */
 int64_t vl_quantize_int8(const float *x, int64_t rows, int64_t cols, int8_t *codes, float *scb);
+/* The same from bfloat16 values (widened a row at a time). *non_finite: -1, or the first index of a value that is not
+ * finite (then nothing is quantized); returns -1 or the smallest index overflowing float16. */
+int64_t vl_quantize_int8_bf16(const uint16_t *x, int64_t rows, int64_t cols, int8_t *codes, float *scb, int64_t *non_finite);
 /* The first index of x[0, n) not finite or, with bf16 set, not a bfloat16 value; -1 if none (quantize.c). */
 int64_t vl_first_unrepresentable(const float *x, int64_t n, int bf16);
 int vl_threads(void);

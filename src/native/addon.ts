@@ -100,6 +100,8 @@ export interface NativeAddon {
    * operations) into `codes` and `scb`; returns -1, or the smallest index of a value that overflows float16.
    */
   quantizeInt8(x: Float32Array, rows: number, cols: number, codes: Int8Array, scb: Float32Array): number;
+  /** quantizeInt8 from bfloat16 values (their bits), a row at a time: [first index not finite, first float16 overflow], each -1 if none. */
+  quantizeInt8Bf16(x: Uint16Array, rows: number, cols: number, codes: Int8Array, scb: Float32Array): [number, number];
   /**
    * softmax(q·kᵀ·scale + mask)·v for every (batch, head) into `out` (src/native/attention.ts): q and out [B, H, Lq, D],
    * keys[i] and values[i] consecutive blocks [B, Hkv, len_i, D] along the key axis, mask null or additive with element

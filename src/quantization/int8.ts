@@ -7,6 +7,7 @@
 import { QuantizationError } from '../errors';
 import { platform } from '../platform';
 import { WeightDtype, checkRepresentable, elementCount, roundToDtype } from './weight_dtype';
+import { decodeBFloat16 } from '../weights/dtype';
 
 // Math functions bound once: in hot loops a global `Math.` lookup is slow in some hosts (jest's vm contexts: ~50x).
 const { abs, fround, max, round } = Math;
@@ -59,12 +60,12 @@ export function quantizeInt8(weight: Float32Array, shape: readonly number[], opt
   const addon = platform.nativeAddon();
   if (addon) {
     const overflow = addon.quantizeInt8(weight, rows, cols, codes, scb);
-    if (overflow >= 0) throw float16Overflow(name, weight, overflow);
+    if (overflow >= 0) throw float16Overflow(name, weight[overflow], overflow);
     return { weight: codes, scb, shape: [rows, cols] };
   }
   const half = roundToDtype(weight, 'float16');
   for (let i = 0; i < half.length; i++) {
-    if (!isFinite(half[i])) throw float16Overflow(name, weight, i);
+    if (!isFinite(half[i])) throw float16Overflow(name, weight[i], i);
   }
   for (let r = 0; r < rows; r++) {
     const base = r * cols;
@@ -78,8 +79,32 @@ export function quantizeInt8(weight: Float32Array, shape: readonly number[], opt
   return { weight: codes, scb, shape: [rows, cols] };
 }
 
-function float16Overflow(name: string, weight: Float32Array, index: number): QuantizationError {
-  return new QuantizationError(name, `value ${weight[index]} at index ${index} overflows float16, which 8-bit quantization rounds to first`);
+function float16Overflow(name: string, value: number, index: number): QuantizationError {
+  return new QuantizationError(name, `value ${value} at index ${index} overflows float16, which 8-bit quantization rounds to first`);
+}
+
+/**
+ * quantizeInt8 of a bfloat16 weight given as its bits (a checkpoint's BF16 tensor): on the addon each row is widened
+ * as it is quantized, never the whole weight as a float32 copy; the same codes, SCB and errors as quantizeInt8 of the
+ * widened values.
+ */
+export function quantizeInt8BFloat16(bits: Uint16Array, shape: readonly number[], opts: Omit<QuantizeInt8Options, 'dtype'> = {}): Int8State {
+  const addon = platform.nativeAddon();
+  if (!addon || typeof addon.quantizeInt8Bf16 !== 'function') {
+    return quantizeInt8(decodeBFloat16(new Uint8Array(bits.buffer, bits.byteOffset, bits.byteLength)), shape, { ...opts, dtype: 'bfloat16' });
+  }
+  const name = opts.name ?? '<weight>';
+  const [rows, cols] = checkShape(shape, name);
+  if (bits.length !== rows * cols) {
+    throw new QuantizationError(name, `has ${bits.length} values but shape [${rows}, ${cols}] needs ${rows * cols}`);
+  }
+  const codes = new Int8Array(rows * cols);
+  const scb = new Float32Array(rows);
+  const [nonFinite, overflow] = addon.quantizeInt8Bf16(bits, rows, cols, codes, scb);
+  const value = (i: number) => new Float32Array(new Uint32Array([bits[i] << 16]).buffer)[0];
+  if (nonFinite >= 0) throw new QuantizationError(name, `value ${value(nonFinite)} at index ${nonFinite} is not finite`);
+  if (overflow >= 0) throw float16Overflow(name, value(overflow), overflow);
+  return { weight: codes, scb, shape: [rows, cols] };
 }
 
 /** Throws a QuantizationError naming `name` unless the sizes agree with the shape. */

@@ -8,7 +8,7 @@ import { ISAS, Isa, NativeAddon, nativeAddon } from '../../src/native/addon';
 import { platform } from '../../src/platform';
 import { fourBitBounds } from '../../src/quantization/codes';
 import { quantize4bit, quantize4bitBFloat16 } from '../../src/quantization/fourbit';
-import { quantizeInt8 } from '../../src/quantization/int8';
+import { quantizeInt8, quantizeInt8BFloat16 } from '../../src/quantization/int8';
 import { checkRepresentable, roundToDtype } from '../../src/quantization/weight_dtype';
 import { decodeBFloat16 } from '../../src/weights/dtype';
 import { FourBitWeight, Int8Weight } from '../../src/quantization/weights';
@@ -312,6 +312,38 @@ describeAddon('8-bit quantization on the addon', () => {
       compared++;
     }
     expect(compared).toBe(4);
+  });
+
+  test('from bfloat16 bits (a row widened at a time): the same codes, SCB and errors as from the widened values', () => {
+    const bitsOf = (v: Float32Array) => new Uint16Array(Uint32Array.from(new Uint32Array(v.buffer, v.byteOffset, v.length), (u) => u >>> 16));
+    const widen = (bits: Uint16Array) => decodeBFloat16(new Uint8Array(bits.buffer, bits.byteOffset, bits.byteLength));
+    for (const [rows, cols] of [[7, 300], [33, 64], [64, 1000], [14, 5]] as const) {
+      // the edges rounded to bfloat16, where the float16 maximum becomes 65536 (an overflow): 65280 instead, the largest
+      // bfloat16 below it
+      const bits = bitsOf(roundToDtype(edgy(rows, cols, rows * cols), 'bfloat16').map((v) => (Math.abs(v) >= 65504 ? Math.sign(v) * 65280 : v)));
+      const fromBits = quantizeInt8BFloat16(bits, [rows, cols]);
+      const plain = plainQuantizeInt8(widen(bits), [rows, cols]);
+      expect(Buffer.from(fromBits.weight.buffer).equals(Buffer.from(plain.weight.buffer))).toBe(true);
+      expect(Buffer.from(fromBits.scb.buffer).equals(Buffer.from(plain.scb.buffer))).toBe(true);
+    }
+    const messageOf = (fn: () => void): string => {
+      try {
+        fn();
+      } catch (e) {
+        return (e as Error).message;
+      }
+      return 'no error';
+    };
+    const base = bitsOf(roundToDtype(values(6 * 40, 3), 'bfloat16'));
+    // an overflow (1e5 is beyond float16) before a value that is not finite: the check for finite values comes first
+    for (const [at, word, expected] of [[130, 0x47c3, 'at index 130 overflows float16'], [200, 0x7f80, 'at index 200 is not finite']] as const) {
+      const bits = base.slice();
+      bits[at] = word;
+      if (at === 200) bits[20] = 0x47c3;
+      const message = messageOf(() => quantizeInt8BFloat16(bits, [6, 40], { name: 'w' }));
+      expect(message).toContain(expected);
+      expect(message).toBe(messageOf(() => quantizeInt8(widen(bits), [6, 40], { name: 'w', dtype: 'bfloat16' })));
+    }
   });
 
   test('a value that overflows float16 is refused with the same message, naming its first index', () => {

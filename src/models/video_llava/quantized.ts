@@ -13,7 +13,7 @@ import { BITS_AND_BYTES_DEFAULTS, BitsAndBytesConfig, parseBitsAndBytesConfig } 
 import { FOUR_BIT_TYPES, FourBitType } from '../../quantization/codes';
 import { FOUR_BIT_BLOCK_SIZES, quantize4bit, quantize4bitBFloat16 } from '../../quantization/fourbit';
 import { QUANT_STATE_PREFIX, QuantStorage, RawTensor, fourBitFromTensors, int8FromTensors, quantizedFormat } from '../../quantization/bnb_tensors';
-import { quantizeInt8 } from '../../quantization/int8';
+import { quantizeInt8, quantizeInt8BFloat16 } from '../../quantization/int8';
 import { quantizedModules } from '../../quantization/modules';
 import { WeightDtype } from '../../quantization/weight_dtype';
 import { FourBitWeight, Int8Weight } from '../../quantization/weights';
@@ -133,10 +133,12 @@ export async function readQuantizedWeight(
     if (!dtype) throw new ConfigError('quantization', `${key} is stored as ${info.dtype}; only float32/bfloat16/float16 weights can be quantized`);
     const shape = [...info.shape];
     const fourBit = { quantType: q.config.bnb_4bit_quant_type, blockSize: q.blockSize, doubleQuant: q.config.bnb_4bit_use_double_quant, name: key };
-    if (q.config.load_in_4bit && dtype === 'bfloat16') {
+    if (dtype === 'bfloat16') {
       // the bfloat16 bits straight to the quantizer: no float32 copy of the weight
       const bits = uint16Words(await checkpoint.readBytes(key), { file: checkpoint.fileOf(key).path, tensor: key });
-      weight = new FourBitWeight(quantize4bitBFloat16(bits, shape, fourBit), q.config.bnb_4bit_quant_storage, key);
+      weight = q.config.load_in_4bit
+        ? new FourBitWeight(quantize4bitBFloat16(bits, shape, fourBit), q.config.bnb_4bit_quant_storage, key)
+        : new Int8Weight(quantizeInt8BFloat16(bits, shape, { name: key }), key);
     } else {
       const values = await checkpoint.readFloat32(key);
       weight = q.config.load_in_4bit
