@@ -7,8 +7,8 @@
  *   gemmQuant(... as gemm, then scales, code, block, round, ...)   gemm with a bitsandbytes 4-bit or int8 weight
  *   widenRows(format, data, cols, r0, r1, dst)
  *   firstUnrepresentable(x, format)   -1, or the first index of x not finite (or, format bf16, not a bfloat16 value)
- *   quantize4bitBf16(x, blocks, ...)  bitsandbytes' 4-bit codes of whole blocks of bfloat16 values (-1 or a bad index)
- *   quantizeInt8Bf16(x, rows, ...)    its 8-bit codes of bfloat16 values → [first not finite, first float16 overflow]
+ *   quantize4bit(x, blocks, ...)      bitsandbytes' 4-bit codes of whole blocks of float32 or bfloat16 values
+ *   quantizeInt8(x, rows, ...)        its 8-bit codes → [first index not finite, first overflowing float16]
  *   mapFile(path, offset, length)     an ArrayBuffer over those bytes of the file, privately mapped (no copy);
  *                                     unmap(buffer) releases it before the garbage collector would
  *   readBandwidth(bytes, repeats)     main-memory read rate of all threads, bytes/s (for the benchmarks)
@@ -46,7 +46,8 @@ static int get_i64(napi_env env, napi_value v, int64_t *out) {
 
 typedef struct {
   void *data;
-  size_t bytes; /* byte length of the view */
+  size_t bytes;   /* byte length of the view */
+  size_t element; /* bytes an element */
 } view;
 
 static int get_view(napi_env env, napi_value v, view *out) {
@@ -63,6 +64,7 @@ static int get_view(napi_env env, napi_value v, view *out) {
                                                                                                                : 1;
   out->data = data;
   out->bytes = length * element;
+  out->element = element;
   return 1;
 }
 
@@ -209,27 +211,10 @@ static napi_value widen_rows(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-/* quantize4bit(x, blocks, block, bounds, order, absmax, packed): bitsandbytes' 4-bit codes of `blocks` whole blocks. */
+/* quantize4bit(x, blocks, block, bounds, order, absmax, packed): bitsandbytes' 4-bit codes of `blocks` whole blocks of
+ * x, float32 values (a Float32Array) or bfloat16 ones (a Uint16Array, widened a block at a time); -1, or the first
+ * index of a value that is not finite (bfloat16 only: float32 values are checked by the caller). */
 static napi_value quantize4bit(napi_env env, napi_callback_info info) {
-  size_t argc = 7;
-  napi_value argv[7];
-  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  int64_t blocks, block;
-  view x, bounds, order, absmax, packed;
-  if (argc != 7 || !get_view(env, argv[0], &x) || !get_i64(env, argv[1], &blocks) || !get_i64(env, argv[2], &block) ||
-      !get_view(env, argv[3], &bounds) || !get_view(env, argv[4], &order) || !get_view(env, argv[5], &absmax) ||
-      !get_view(env, argv[6], &packed))
-    THROW(env, "quantize4bit: bad arguments");
-  if (blocks < 0 || block < 2 || block % 2 != 0 || bounds.bytes < 15 * 4 || order.bytes < 16 ||
-      (size_t)(blocks * block) * 4 > x.bytes || (size_t)blocks * 4 > absmax.bytes || (size_t)(blocks * block / 2) > packed.bytes)
-    THROW(env, "quantize4bit: an array is shorter than the blocks, or the block size is not even");
-  vl_quantize4bit(x.data, blocks, block, bounds.data, order.data, absmax.data, packed.data);
-  return NULL;
-}
-
-/* quantize4bitBf16(x, blocks, block, bounds, order, absmax, packed): the same from bfloat16 values (a Uint16Array);
- * -1, or the first index of a value that is not finite. */
-static napi_value quantize4bit_bf16(napi_env env, napi_callback_info info) {
   size_t argc = 7;
   napi_value argv[7], out;
   CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
@@ -237,28 +222,37 @@ static napi_value quantize4bit_bf16(napi_env env, napi_callback_info info) {
   view x, bounds, order, absmax, packed;
   if (argc != 7 || !get_view(env, argv[0], &x) || !get_i64(env, argv[1], &blocks) || !get_i64(env, argv[2], &block) ||
       !get_view(env, argv[3], &bounds) || !get_view(env, argv[4], &order) || !get_view(env, argv[5], &absmax) ||
-      !get_view(env, argv[6], &packed))
-    THROW(env, "quantize4bitBf16: bad arguments");
+      !get_view(env, argv[6], &packed) || (x.element != 4 && x.element != 2))
+    THROW(env, "quantize4bit: bad arguments");
   if (blocks < 0 || block < 2 || block % 2 != 0 || block > 4096 || bounds.bytes < 15 * 4 || order.bytes < 16 ||
-      (size_t)(blocks * block) * 2 > x.bytes || (size_t)blocks * 4 > absmax.bytes || (size_t)(blocks * block / 2) > packed.bytes)
-    THROW(env, "quantize4bitBf16: an array is shorter than the blocks, or the block size is not even (or above 4096)");
-  CHECK(env, napi_create_int64(env, vl_quantize4bit_bf16(x.data, blocks, block, bounds.data, order.data, absmax.data, packed.data), &out));
+      (size_t)(blocks * block) * x.element > x.bytes || (size_t)blocks * 4 > absmax.bytes || (size_t)(blocks * block / 2) > packed.bytes)
+    THROW(env, "quantize4bit: an array is shorter than the blocks, or the block size is not even (or above 4096)");
+  const int bf16 = x.element == 2;
+  int64_t bad = vl_quantize4bit(bf16 ? NULL : x.data, bf16 ? x.data : NULL, blocks, block, bounds.data, order.data, absmax.data, packed.data);
+  CHECK(env, napi_create_int64(env, bad, &out));
   return out;
 }
 
-/* quantizeInt8(x, rows, cols, codes, scb): bitsandbytes' 8-bit codes; -1, or the first index overflowing float16. */
+/* quantizeInt8(x, rows, cols, codes, scb) → [nonFinite, overflow]: bitsandbytes' 8-bit codes of x, float32 values or
+ * bfloat16 ones (a Uint16Array); each -1, or the first index of a value that is not finite / overflows float16. */
 static napi_value quantize_int8(napi_env env, napi_callback_info info) {
   size_t argc = 5;
-  napi_value argv[5], out;
+  napi_value argv[5], out, a, b;
   CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  int64_t rows, cols;
+  int64_t rows, cols, non_finite, overflow;
   view x, codes, scb;
   if (argc != 5 || !get_view(env, argv[0], &x) || !get_i64(env, argv[1], &rows) || !get_i64(env, argv[2], &cols) ||
-      !get_view(env, argv[3], &codes) || !get_view(env, argv[4], &scb))
+      !get_view(env, argv[3], &codes) || !get_view(env, argv[4], &scb) || (x.element != 4 && x.element != 2))
     THROW(env, "quantizeInt8: bad arguments");
-  if (rows < 0 || cols < 0 || (size_t)(rows * cols) * 4 > x.bytes || (size_t)(rows * cols) > codes.bytes || (size_t)rows * 4 > scb.bytes)
+  if (rows < 0 || cols < 0 || (size_t)(rows * cols) * x.element > x.bytes || (size_t)(rows * cols) > codes.bytes || (size_t)rows * 4 > scb.bytes)
     THROW(env, "quantizeInt8: an array is shorter than rows x cols");
-  CHECK(env, napi_create_int64(env, vl_quantize_int8(x.data, rows, cols, codes.data, scb.data), &out));
+  const int bf16 = x.element == 2;
+  vl_quantize_int8(bf16 ? NULL : x.data, bf16 ? x.data : NULL, rows, cols, codes.data, scb.data, &non_finite, &overflow);
+  CHECK(env, napi_create_array_with_length(env, 2, &out));
+  CHECK(env, napi_create_int64(env, non_finite, &a));
+  CHECK(env, napi_create_int64(env, overflow, &b));
+  CHECK(env, napi_set_element(env, out, 0, a));
+  CHECK(env, napi_set_element(env, out, 1, b));
   return out;
 }
 
@@ -272,28 +266,6 @@ static napi_value first_unrepresentable(napi_env env, napi_callback_info info) {
   if (argc != 2 || !get_view(env, argv[0], &x) || !get_i64(env, argv[1], &format) || (format != VL_F32 && format != VL_BF16))
     THROW(env, "firstUnrepresentable: bad arguments");
   CHECK(env, napi_create_int64(env, vl_first_unrepresentable(x.data, (int64_t)(x.bytes / 4), format == VL_BF16), &out));
-  return out;
-}
-
-/* quantizeInt8Bf16(x, rows, cols, codes, scb) → [nonFinite, overflow]: the same from bfloat16 values (a Uint16Array);
- * each -1 or the first such index (a value that is not finite stops it before any code is written). */
-static napi_value quantize_int8_bf16(napi_env env, napi_callback_info info) {
-  size_t argc = 5;
-  napi_value argv[5], out, a, b;
-  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  int64_t rows, cols, non_finite;
-  view x, codes, scb;
-  if (argc != 5 || !get_view(env, argv[0], &x) || !get_i64(env, argv[1], &rows) || !get_i64(env, argv[2], &cols) ||
-      !get_view(env, argv[3], &codes) || !get_view(env, argv[4], &scb))
-    THROW(env, "quantizeInt8Bf16: bad arguments");
-  if (rows < 0 || cols < 0 || (size_t)(rows * cols) * 2 > x.bytes || (size_t)(rows * cols) > codes.bytes || (size_t)rows * 4 > scb.bytes)
-    THROW(env, "quantizeInt8Bf16: an array is shorter than rows x cols");
-  int64_t overflow = vl_quantize_int8_bf16(x.data, rows, cols, codes.data, scb.data, &non_finite);
-  CHECK(env, napi_create_array_with_length(env, 2, &out));
-  CHECK(env, napi_create_int64(env, non_finite, &a));
-  CHECK(env, napi_create_int64(env, overflow, &b));
-  CHECK(env, napi_set_element(env, out, 0, a));
-  CHECK(env, napi_set_element(env, out, 1, b));
   return out;
 }
 
@@ -465,8 +437,6 @@ static napi_value init(napi_env env, napi_value exports) {
       {"gemmQuant", NULL, gemm_quant, NULL, NULL, NULL, napi_default, NULL},
       {"widenRows", NULL, widen_rows, NULL, NULL, NULL, napi_default, NULL},
       {"firstUnrepresentable", NULL, first_unrepresentable, NULL, NULL, NULL, napi_default, NULL},
-      {"quantize4bitBf16", NULL, quantize4bit_bf16, NULL, NULL, NULL, napi_default, NULL},
-      {"quantizeInt8Bf16", NULL, quantize_int8_bf16, NULL, NULL, NULL, napi_default, NULL},
       {"quantize4bit", NULL, quantize4bit, NULL, NULL, NULL, napi_default, NULL},
       {"quantizeInt8", NULL, quantize_int8, NULL, NULL, NULL, napi_default, NULL},
       {"attention", NULL, attention, NULL, NULL, NULL, napi_default, NULL},

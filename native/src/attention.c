@@ -149,38 +149,41 @@ static void head_task(void *ctx, int64_t task) {
       while (last > first && m[last - 1] <= MASKED) last--;
       if (first < last) lo[r] = first, hi[r] = last;
     }
-    if (direct) direct_scores(a, b, h, kv, q, r0, rows, lo, hi, s, groups * 16);
-    /* scores, 8 rows × 16 keys at a time over the 8 rows' joint span */
-    for (int64_t r8 = 0; r8 < (direct ? 0 : rows); r8 += 8) {
-      const int64_t n8 = rows - r8 < 8 ? rows - r8 : 8;
-      int64_t g0 = lo[r8] / 16, g1 = (hi[r8] + 15) / 16;
-      for (int64_t r = 1; r < n8; r++) {
-        if (lo[r8 + r] / 16 < g0) g0 = lo[r8 + r] / 16;
-        if ((hi[r8 + r] + 15) / 16 > g1) g1 = (hi[r8 + r] + 15) / 16;
-      }
-      for (int64_t g = g0; g < g1; g++) {
-        __m512 acc[8];
-        for (int r = 0; r < 8; r++) acc[r] = _mm512_setzero_ps();
-        const float *panel = kt + g * D * 16;
-        const float *qr = q + (r0 + r8) * D;
-        if (n8 == 8) {
-          for (int64_t d = 0; d < D; d++) {
-            __m512 kd = _mm512_load_ps(panel + d * 16);
-            for (int r = 0; r < 8; r++) acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(qr[r * D + d]), kd, acc[r]);
-          }
-        } else {
-          for (int64_t d = 0; d < D; d++) {
-            __m512 kd = _mm512_load_ps(panel + d * 16);
-            for (int r = 0; r < n8; r++) acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(qr[r * D + d]), kd, acc[r]);
-          }
+    if (direct) {
+      direct_scores(a, b, h, kv, q, r0, rows, lo, hi, s, groups * 16);
+    } else {
+      /* scores, 8 rows × 16 keys at a time over the 8 rows' joint span */
+      for (int64_t r8 = 0; r8 < rows; r8 += 8) {
+        const int64_t n8 = rows - r8 < 8 ? rows - r8 : 8;
+        int64_t g0 = lo[r8] / 16, g1 = (hi[r8] + 15) / 16;
+        for (int64_t r = 1; r < n8; r++) {
+          if (lo[r8 + r] / 16 < g0) g0 = lo[r8 + r] / 16;
+          if ((hi[r8 + r] + 15) / 16 > g1) g1 = (hi[r8 + r] + 15) / 16;
         }
-        for (int r = 0; r < n8; r++) {
-          __m512 v = _mm512_mul_ps(acc[r], scale);
-          if (a->mask) {
-            const float *m = a->mask + b * a->mb + h * a->mh + (r0 + r8 + r) * a->mq + g * 16;
-            v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(tail(lk - g * 16), m));
+        for (int64_t g = g0; g < g1; g++) {
+          __m512 acc[8];
+          for (int r = 0; r < 8; r++) acc[r] = _mm512_setzero_ps();
+          const float *panel = kt + g * D * 16;
+          const float *qr = q + (r0 + r8) * D;
+          if (n8 == 8) {
+            for (int64_t d = 0; d < D; d++) {
+              __m512 kd = _mm512_load_ps(panel + d * 16);
+              for (int r = 0; r < 8; r++) acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(qr[r * D + d]), kd, acc[r]);
+            }
+          } else {
+            for (int64_t d = 0; d < D; d++) {
+              __m512 kd = _mm512_load_ps(panel + d * 16);
+              for (int r = 0; r < n8; r++) acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(qr[r * D + d]), kd, acc[r]);
+            }
           }
-          _mm512_store_ps(s + (r8 + r) * groups * 16 + g * 16, v);
+          for (int r = 0; r < n8; r++) {
+            __m512 v = _mm512_mul_ps(acc[r], scale);
+            if (a->mask) {
+              const float *m = a->mask + b * a->mb + h * a->mh + (r0 + r8 + r) * a->mq + g * 16;
+              v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(tail(lk - g * 16), m));
+            }
+            _mm512_store_ps(s + (r8 + r) * groups * 16 + g * 16, v);
+          }
         }
       }
     }

@@ -7,7 +7,6 @@
  * last block and checks the inputs; tests compare the two and bitsandbytes' own bytes.
  */
 #include <math.h>
-#include <stdlib.h>
 #include <pthread.h>
 #include <string.h>
 #include "vl.h"
@@ -26,20 +25,31 @@ typedef struct {
 
 #define MAX_BLOCK 4096 /* bitsandbytes' largest 4-bit block */
 
+/* slot = min(slot, index) under the job's lock (-1: none yet). */
+static void record_first(pthread_mutex_t *lock, int64_t *slot, int64_t index) {
+  pthread_mutex_lock(lock);
+  if (*slot < 0 || index < *slot) *slot = index;
+  pthread_mutex_unlock(lock);
+}
+
+static inline float bf16_value(uint16_t h) {
+  uint32_t u = (uint32_t)h << 16;
+  float v;
+  memcpy(&v, &u, 4);
+  return v;
+}
+
 /* Block b's values as float32: in place, or (bfloat16 source) widened into buf; NULL where one is not finite (its
  * index recorded; the caller refuses the weight, so the block's codes do not matter). */
 static const float *block_values(q4_job *j, int64_t b, float *buf) {
   if (!j->bf16) return j->x + b * j->block;
   const uint16_t *h = j->bf16 + b * j->block;
   for (int64_t i = 0; i < j->block; i++) {
-    if ((h[i] & 0x7f80u) == 0x7f80u) {
-      pthread_mutex_lock(&j->lock);
-      if (j->bad < 0 || b * j->block + i < j->bad) j->bad = b * j->block + i;
-      pthread_mutex_unlock(&j->lock);
+    buf[i] = bf16_value(h[i]);
+    if (!isfinite(buf[i])) {
+      record_first(&j->lock, &j->bad, b * j->block + i);
       return NULL;
     }
-    uint32_t u = (uint32_t)h[i] << 16;
-    memcpy(buf + i, &u, 4);
   }
   return buf;
 }
@@ -134,18 +144,11 @@ static void q4_task(void *ctx, int64_t task) {
   }
 }
 
-void vl_quantize4bit(const float *x, int64_t blocks, int64_t block, const float *bounds, const uint8_t *order, float *absmax,
-                     uint8_t *packed) {
-  int64_t per_task = 256;
-  q4_job j = {x, blocks, block, per_task, bounds, order, absmax, packed, NULL, -1};
-  vl_parallel((blocks + per_task - 1) / per_task, q4_task, &j);
-}
-
-int64_t vl_quantize4bit_bf16(const uint16_t *x, int64_t blocks, int64_t block, const float *bounds, const uint8_t *order,
-                             float *absmax, uint8_t *packed) {
+int64_t vl_quantize4bit(const float *x, const uint16_t *bf16, int64_t blocks, int64_t block, const float *bounds,
+                        const uint8_t *order, float *absmax, uint8_t *packed) {
   if (block > MAX_BLOCK) return -2;
   int64_t per_task = 256;
-  q4_job j = {NULL, blocks, block, per_task, bounds, order, absmax, packed, x, -1};
+  q4_job j = {x, blocks, block, per_task, bounds, order, absmax, packed, bf16, -1};
   pthread_mutex_init(&j.lock, NULL);
   vl_parallel((blocks + per_task - 1) / per_task, q4_task, &j);
   pthread_mutex_destroy(&j.lock);
@@ -177,88 +180,54 @@ static inline float round_to_f16(float x) {
 
 typedef struct {
   const float *x;
+  const uint16_t *bf16; /* set: the values are these bfloat16 ones (x unused), widened as they are read */
   int64_t rows, cols;
   int8_t *codes;
   float *scb;
-  int64_t overflow; /* smallest flat index that overflows float16, or -1 */
+  int64_t non_finite; /* smallest flat index of a value that is not finite, or -1 */
+  int64_t overflow;   /* smallest flat index that overflows float16, or -1 */
   pthread_mutex_t lock;
-  const uint16_t *bf16; /* set: the values are these bfloat16 ones (x unused), widened a row at a time */
 } i8_job;
 
-static void i8_row(i8_job *j, int64_t r, const float *x);
+static inline float i8_value(const i8_job *j, int64_t i) { return j->bf16 ? bf16_value(j->bf16[i]) : j->x[i]; }
 
 static void i8_task(void *ctx, int64_t r) {
   i8_job *j = ctx;
-  if (!j->bf16) {
-    i8_row(j, r, j->x + r * j->cols);
-    return;
-  }
-  float *row = malloc((size_t)j->cols * sizeof(float));
-  if (!row) { /* refused as an overflow at the row's start: the caller reports it (never happens at 7B widths) */
-    pthread_mutex_lock(&j->lock);
-    if (j->overflow < 0 || r * j->cols < j->overflow) j->overflow = r * j->cols;
-    pthread_mutex_unlock(&j->lock);
-    return;
-  }
-  const uint16_t *h = j->bf16 + r * j->cols;
-  for (int64_t c = 0; c < j->cols; c++) {
-    uint32_t u = (uint32_t)h[c] << 16;
-    memcpy(row + c, &u, 4);
-  }
-  i8_row(j, r, row);
-  free(row);
-}
-
-static void i8_row(i8_job *j, int64_t r, const float *x) {
-  int8_t *out = j->codes + r * j->cols;
+  const int64_t base = r * j->cols;
+  int8_t *out = j->codes + base;
   float m = 0.0f;
+  int overflowed = 0; /* the row is still read to its end: a value that is not finite is reported before an overflow */
   for (int64_t c = 0; c < j->cols; c++) {
-    float h = fabsf(round_to_f16(x[c]));
-    if (isinf(h)) {
-      pthread_mutex_lock(&j->lock);
-      if (j->overflow < 0 || r * j->cols + c < j->overflow) j->overflow = r * j->cols + c;
-      pthread_mutex_unlock(&j->lock);
+    float v = i8_value(j, base + c);
+    if (!isfinite(v)) {
+      record_first(&j->lock, &j->non_finite, base + c);
       return;
+    }
+    float h = fabsf(round_to_f16(v));
+    if (isinf(h) && !overflowed) {
+      record_first(&j->lock, &j->overflow, base + c);
+      overflowed = 1;
     }
     if (h > m) m = h;
   }
+  if (overflowed) return;
   j->scb[r] = m;
   if (m == 0.0f) {
     memset(out, 0, (size_t)j->cols);
     return;
   }
   float scale = (float)(1.0 / (double)m) * 127.0f;
-  for (int64_t c = 0; c < j->cols; c++) out[c] = (int8_t)nearbyintf(round_to_f16(x[c]) * scale);
+  for (int64_t c = 0; c < j->cols; c++) out[c] = (int8_t)nearbyintf(round_to_f16(i8_value(j, base + c)) * scale);
 }
 
-int64_t vl_quantize_int8_bf16(const uint16_t *x, int64_t rows, int64_t cols, int8_t *codes, float *scb, int64_t *non_finite) {
-  *non_finite = -1;
-  const int64_t n = rows * cols;
-  for (int64_t c0 = 0; c0 < n; c0 += 4096) { /* chunks flagged by an OR (vectorised), a flagged one scanned */
-    int64_t c1 = c0 + 4096 < n ? c0 + 4096 : n;
-    uint32_t bad = 0;
-    for (int64_t i = c0; i < c1; i++) bad |= (x[i] & 0x7f80u) == 0x7f80u;
-    if (!bad) continue;
-    for (int64_t i = c0; i < c1; i++)
-      if ((x[i] & 0x7f80u) == 0x7f80u) {
-        *non_finite = i;
-        return -1;
-      }
-  }
-  i8_job j = {NULL, rows, cols, codes, scb, -1};
-  j.bf16 = x;
+void vl_quantize_int8(const float *x, const uint16_t *bf16, int64_t rows, int64_t cols, int8_t *codes, float *scb,
+                      int64_t *non_finite, int64_t *overflow) {
+  i8_job j = {x, bf16, rows, cols, codes, scb, -1, -1};
   pthread_mutex_init(&j.lock, NULL);
   vl_parallel(rows, i8_task, &j);
   pthread_mutex_destroy(&j.lock);
-  return j.overflow;
-}
-
-int64_t vl_quantize_int8(const float *x, int64_t rows, int64_t cols, int8_t *codes, float *scb) {
-  i8_job j = {x, rows, cols, codes, scb, -1};
-  pthread_mutex_init(&j.lock, NULL);
-  vl_parallel(rows, i8_task, &j);
-  pthread_mutex_destroy(&j.lock);
-  return j.overflow;
+  *non_finite = j.non_finite;
+  *overflow = j.overflow;
 }
 
 /* The first index of x[0, n) that is not finite or (bf16) not a bfloat16 value (low 16 bits set), or -1. Chunks are

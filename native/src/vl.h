@@ -58,19 +58,16 @@ int vl_isa_set(int isa); /* returns the ISA in effect: min(isa, best) */
 typedef void (*vl_task_fn)(void *ctx, int64_t task);
 void vl_parallel(int64_t tasks, vl_task_fn fn, void *ctx);
 
-/* bitsandbytes' 4-bit codes of whole blocks (quantize.c) */
-void vl_quantize4bit(const float *x, int64_t blocks, int64_t block, const float *bounds, const uint8_t *order, float *absmax,
-                     uint8_t *packed);
-/* The same from bfloat16 values (widened a block at a time): -1, the smallest index of a value that is not finite (the
- * codes are then incomplete), or -2 for a block longer than 4096. */
-int64_t vl_quantize4bit_bf16(const uint16_t *x, int64_t blocks, int64_t block, const float *bounds, const uint8_t *order,
-                             float *absmax, uint8_t *packed);
-/* bitsandbytes' 8-bit codes and row scales (SCB) of a [rows][cols] float32 matrix; -1, or the smallest index of a
- * value that overflows float16 (then codes and scales are incomplete). */
-int64_t vl_quantize_int8(const float *x, int64_t rows, int64_t cols, int8_t *codes, float *scb);
-/* The same from bfloat16 values (widened a row at a time). *non_finite: -1, or the first index of a value that is not
- * finite (then nothing is quantized); returns -1 or the smallest index overflowing float16. */
-int64_t vl_quantize_int8_bf16(const uint16_t *x, int64_t rows, int64_t cols, int8_t *codes, float *scb, int64_t *non_finite);
+/* bitsandbytes' 4-bit codes of whole blocks (quantize.c) of float32 values x, or of bfloat16 values bf16 (x NULL; widened
+ * a block at a time): -1, the smallest index of a value that is not finite (bfloat16; the codes are then incomplete),
+ * or -2 for a block longer than 4096. */
+int64_t vl_quantize4bit(const float *x, const uint16_t *bf16, int64_t blocks, int64_t block, const float *bounds,
+                        const uint8_t *order, float *absmax, uint8_t *packed);
+/* bitsandbytes' 8-bit codes and row scales (SCB) of a [rows][cols] matrix of float32 values x or bfloat16 values bf16
+ * (x NULL); *non_finite and *overflow: -1, or the smallest index of a value that is not finite / that overflows
+ * float16 (then codes and scales are incomplete). */
+void vl_quantize_int8(const float *x, const uint16_t *bf16, int64_t rows, int64_t cols, int8_t *codes, float *scb,
+                      int64_t *non_finite, int64_t *overflow);
 /* The first index of x[0, n) not finite or, with bf16 set, not a bfloat16 value; -1 if none (quantize.c). */
 int64_t vl_first_unrepresentable(const float *x, int64_t n, int bf16);
 int vl_threads(void);

@@ -90,18 +90,16 @@ export interface NativeAddon {
   /**
    * bitsandbytes' 4-bit quantization of `blocks` whole blocks of `x` (src/quantization/fourbit.ts: the same float32
    * operations): absmax per block into `absmax`, two codes a byte into `packed`; `bounds` are the 15 sorted midpoints
-   * of the code table and `order` maps a rank to its code.
+   * of the code table and `order` maps a rank to its code. `x` holds float32 values, or bfloat16 ones as their bits
+   * (widened a block at a time). Returns -1, or (bfloat16) the first index of a value that is not finite.
    */
-  quantize4bit(x: Float32Array, blocks: number, block: number, bounds: Float32Array, order: Uint8Array, absmax: Float32Array, packed: Uint8Array): void;
-  /** quantize4bit from bfloat16 values (their bits), widened a block at a time; -1, or the first index not finite. */
-  quantize4bitBf16(x: Uint16Array, blocks: number, block: number, bounds: Float32Array, order: Uint8Array, absmax: Float32Array, packed: Uint8Array): number;
+  quantize4bit(x: Float32Array | Uint16Array, blocks: number, block: number, bounds: Float32Array, order: Uint8Array, absmax: Float32Array, packed: Uint8Array): number;
   /**
    * bitsandbytes' 8-bit quantization of a [rows][cols] matrix (src/quantization/int8.ts: the same float32
-   * operations) into `codes` and `scb`; returns -1, or the smallest index of a value that overflows float16.
+   * operations) of float32 values or bfloat16 bits into `codes` and `scb`; returns [the first index of a value that is
+   * not finite, the first that overflows float16], each -1 if none.
    */
-  quantizeInt8(x: Float32Array, rows: number, cols: number, codes: Int8Array, scb: Float32Array): number;
-  /** quantizeInt8 from bfloat16 values (their bits), a row at a time: [first index not finite, first float16 overflow], each -1 if none. */
-  quantizeInt8Bf16(x: Uint16Array, rows: number, cols: number, codes: Int8Array, scb: Float32Array): [number, number];
+  quantizeInt8(x: Float32Array | Uint16Array, rows: number, cols: number, codes: Int8Array, scb: Float32Array): [number, number];
   /**
    * softmax(q·kᵀ·scale + mask)·v for every (batch, head) into `out` (src/native/attention.ts): q and out [B, H, Lq, D],
    * keys[i] and values[i] consecutive blocks [B, Hkv, len_i, D] along the key axis, mask null or additive with element

@@ -145,22 +145,19 @@ export function quantize4bit(weight: Float32Array, shape: readonly number[], opt
  */
 export function quantize4bitBFloat16(bits: Uint16Array, shape: readonly number[], opts: Omit<Quantize4bitOptions, 'dtype'> = {}): FourBitState {
   const addon = platform.nativeAddon();
-  const blockSize = opts.blockSize ?? 64;
-  if (!addon || typeof addon.quantize4bitBf16 !== 'function' || blockSize % 2 !== 0) {
-    return quantize4bit(decodeBFloat16(new Uint8Array(bits.buffer, bits.byteOffset, bits.byteLength)), shape, { ...opts, dtype: 'bfloat16' });
-  }
+  const widen = (from: number, to = bits.length) => decodeBFloat16(new Uint8Array(bits.buffer, bits.byteOffset + 2 * from, 2 * (to - from)));
+  if (!addon || (opts.blockSize ?? 64) % 2 !== 0) return quantize4bit(widen(0), shape, { ...opts, dtype: 'bfloat16' });
   const q = start4bit(bits.length, shape, { ...opts, dtype: 'bfloat16' });
   const notFinite = (i: number): never => {
-    const v = new Float32Array(new Uint32Array([bits[i] << 16]).buffer)[0];
-    throw new QuantizationError(q.name, `value ${v} at index ${i} is not finite`);
+    throw new QuantizationError(q.name, `value ${widen(i, i + 1)[0]} at index ${i} is not finite`);
   };
   const nativeBlocks = floor(q.n / q.blockSize);
   if (nativeBlocks > 0) {
-    const bad = addon.quantize4bitBf16(bits, nativeBlocks, q.blockSize, q.bounds, q.order, q.absmax, q.packed);
+    const bad = addon.quantize4bit(bits, nativeBlocks, q.blockSize, q.bounds, q.order, q.absmax, q.packed);
     if (bad >= 0) notFinite(bad);
   }
   const base = nativeBlocks * q.blockSize;
-  const rest = decodeBFloat16(new Uint8Array(bits.buffer, bits.byteOffset + 2 * base, 2 * (q.n - base)));
+  const rest = widen(base);
   for (let i = 0; i < rest.length; i++) if (!isFinite(rest[i])) notFinite(base + i);
   return finish4bit(q, nativeBlocks, rest, base, opts);
 }

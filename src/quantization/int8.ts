@@ -38,6 +38,13 @@ function roundHalfEven(x: number): number {
   return r - x === 0.5 && r % 2 !== 0 ? r - 1 : r;
 }
 
+/** [rows, cols] of a 2-D shape that `length` values fill. */
+function checkSize(shape: readonly number[], length: number, name: string): [number, number] {
+  const [rows, cols] = checkShape(shape, name);
+  if (length !== rows * cols) throw new QuantizationError(name, `has ${length} values but shape [${rows}, ${cols}] needs ${rows * cols}`);
+  return [rows, cols];
+}
+
 function checkShape(shape: readonly number[], name: string): [number, number] {
   if (shape.length !== 2) {
     throw new QuantizationError(name, `8-bit quantization needs a 2-D weight, found shape [${shape.join(', ')}]`);
@@ -49,17 +56,14 @@ function checkShape(shape: readonly number[], name: string): [number, number] {
 /** Int8Params._quantize on CPU: float16 rounding, then int8_vectorwise_quant row by row. */
 export function quantizeInt8(weight: Float32Array, shape: readonly number[], opts: QuantizeInt8Options = {}): Int8State {
   const name = opts.name ?? '<weight>';
-  const [rows, cols] = checkShape(shape, name);
-  if (weight.length !== rows * cols) {
-    throw new QuantizationError(name, `has ${weight.length} values but shape [${rows}, ${cols}] needs ${rows * cols}`);
-  }
+  const [rows, cols] = checkSize(shape, weight.length, name);
   checkRepresentable(weight, opts.dtype ?? 'float32', name);
   const codes = new Int8Array(rows * cols);
   const scb = new Float32Array(rows);
   // On the native addon where it is built (the same float32 operations, ~50x faster; tests compare the two).
   const addon = platform.nativeAddon();
   if (addon) {
-    const overflow = addon.quantizeInt8(weight, rows, cols, codes, scb);
+    const [, overflow] = addon.quantizeInt8(weight, rows, cols, codes, scb);
     if (overflow >= 0) throw float16Overflow(name, weight[overflow], overflow);
     return { weight: codes, scb, shape: [rows, cols] };
   }
@@ -89,21 +93,17 @@ function float16Overflow(name: string, value: number, index: number): Quantizati
  * widened values.
  */
 export function quantizeInt8BFloat16(bits: Uint16Array, shape: readonly number[], opts: Omit<QuantizeInt8Options, 'dtype'> = {}): Int8State {
+  const widen = (from = 0, to = bits.length) => decodeBFloat16(new Uint8Array(bits.buffer, bits.byteOffset + 2 * from, 2 * (to - from)));
   const addon = platform.nativeAddon();
-  if (!addon || typeof addon.quantizeInt8Bf16 !== 'function') {
-    return quantizeInt8(decodeBFloat16(new Uint8Array(bits.buffer, bits.byteOffset, bits.byteLength)), shape, { ...opts, dtype: 'bfloat16' });
-  }
+  if (!addon) return quantizeInt8(widen(), shape, { ...opts, dtype: 'bfloat16' });
   const name = opts.name ?? '<weight>';
-  const [rows, cols] = checkShape(shape, name);
-  if (bits.length !== rows * cols) {
-    throw new QuantizationError(name, `has ${bits.length} values but shape [${rows}, ${cols}] needs ${rows * cols}`);
-  }
+  const [rows, cols] = checkSize(shape, bits.length, name);
   const codes = new Int8Array(rows * cols);
   const scb = new Float32Array(rows);
-  const [nonFinite, overflow] = addon.quantizeInt8Bf16(bits, rows, cols, codes, scb);
-  const value = (i: number) => new Float32Array(new Uint32Array([bits[i] << 16]).buffer)[0];
-  if (nonFinite >= 0) throw new QuantizationError(name, `value ${value(nonFinite)} at index ${nonFinite} is not finite`);
-  if (overflow >= 0) throw float16Overflow(name, value(overflow), overflow);
+  const [nonFinite, overflow] = addon.quantizeInt8(bits, rows, cols, codes, scb);
+  // as quantizeInt8 checks: a value that is not finite anywhere before an overflow
+  if (nonFinite >= 0) throw new QuantizationError(name, `value ${widen(nonFinite, nonFinite + 1)[0]} at index ${nonFinite} is not finite`);
+  if (overflow >= 0) throw float16Overflow(name, widen(overflow, overflow + 1)[0], overflow);
   return { weight: codes, scb, shape: [rows, cols] };
 }
 

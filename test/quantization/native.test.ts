@@ -50,18 +50,49 @@ function relDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   return d / scale;
 }
 
+/** fn's result with the addon hidden: the TypeScript paths. */
+function withoutAddon<T>(fn: () => T): T {
+  const spy = jest.spyOn(platform, 'nativeAddon').mockReturnValue(null);
+  try {
+    return fn();
+  } finally {
+    spy.mockRestore();
+  }
+}
+
+/** fn's result with the addon's kernel family set to `isa`. */
+function atIsa<T>(isa: Isa, fn: () => T): T {
+  const a = addon as NativeAddon;
+  const before = a.features().isa;
+  a.setIsa(isa);
+  try {
+    return fn();
+  } finally {
+    a.setIsa(before);
+  }
+}
+
+/** Every kernel family this CPU has, portable first. */
+const familiesHere = (): Isa[] => ISAS.slice(0, ISAS.indexOf((addon as NativeAddon).features().bestIsa) + 1);
+
+/** The message fn throws, or 'no error'. */
+function messageOf(fn: () => void): string {
+  try {
+    fn();
+  } catch (e) {
+    return (e as Error).message;
+  }
+  return 'no error';
+}
+
+/** float32 values that are bfloat16 values, as their bfloat16 bits; and back. */
+const bitsOf = (v: Float32Array) => new Uint16Array(Uint32Array.from(new Uint32Array(v.buffer, v.byteOffset, v.length), (u) => u >>> 16));
+const widen = (bits: Uint16Array) => decodeBFloat16(new Uint8Array(bits.buffer, bits.byteOffset, bits.byteLength));
+
 describeAddon('quantized products on the addon', () => {
   const a = addon as NativeAddon;
-  const isas = ISAS.slice(0, ISAS.indexOf(a.features().bestIsa) + 1);
-  const run = (isa: Isa, fn: () => void) => {
-    const before = a.features().isa;
-    a.setIsa(isa);
-    try {
-      fn();
-    } finally {
-      a.setIsa(before);
-    }
-  };
+  const isas = familiesHere();
+  const run = atIsa;
 
   // [rows, cols, blockSize]: aligned (the vector paths), odd widths and blocks across rows (the element path)
   const SHAPES: Array<[number, number, number]> = [
@@ -174,29 +205,15 @@ describeAddon('4-bit quantization of whole blocks on the addon', () => {
   }
 
   test('equals the TypeScript quantizer byte for byte (NF4 and FP4, block sizes, partial last blocks, double quantization; each kernel family)', () => {
-    const a = addon as NativeAddon;
-    const isas = ISAS.slice(0, ISAS.indexOf(a.features().bestIsa) + 1);
+    const isas = familiesHere();
     let compared = 0;
     for (const isa of isas) {
       for (const quantType of ['nf4', 'fp4'] as const) {
         for (const [n, blockSize] of [[64 * 40, 64], [128 * 33 + 50, 128], [4096 * 3, 4096], [256 * 9 + 1, 256], [32 * 17, 32]] as const) {
           for (const doubleQuant of [false, true]) {
             const w = edgy(n, n + blockSize, quantType);
-            const before = a.features().isa;
-            a.setIsa(isa);
-            let native;
-            try {
-              native = quantize4bit(w, [n], { quantType, blockSize, doubleQuant });
-            } finally {
-              a.setIsa(before);
-            }
-            const spy = jest.spyOn(platform, 'nativeAddon').mockReturnValue(null);
-            let plain;
-            try {
-              plain = quantize4bit(w, [n], { quantType, blockSize, doubleQuant });
-            } finally {
-              spy.mockRestore();
-            }
+            const native = atIsa(isa, () => quantize4bit(w, [n], { quantType, blockSize, doubleQuant }));
+            const plain = withoutAddon(() => quantize4bit(w, [n], { quantType, blockSize, doubleQuant }));
             expect(Buffer.from(native.packed).equals(Buffer.from(plain.packed))).toBe(true);
             expect(Buffer.from(native.absmax.buffer).equals(Buffer.from(plain.absmax.buffer))).toBe(true);
             compared++;
@@ -209,36 +226,18 @@ describeAddon('4-bit quantization of whole blocks on the addon', () => {
 });
 
 describeAddon('4-bit quantization straight from bfloat16 bits on the addon', () => {
-  const a = addon as NativeAddon;
-  const bitsOf = (v: Float32Array) => new Uint16Array(Uint32Array.from(new Uint32Array(v.buffer, v.byteOffset, v.length), (u) => u >>> 16));
-  const messageOf = (fn: () => void): string => {
-    try {
-      fn();
-    } catch (e) {
-      return (e as Error).message;
-    }
-    return 'no error';
-  };
-
   test('the same bytes as quantize4bit of the widened values (NF4 and FP4, block sizes, partial blocks, odd counts; each kernel family)', () => {
-    const isas = ISAS.slice(0, ISAS.indexOf(a.features().bestIsa) + 1);
+    const isas = familiesHere();
     let compared = 0;
     for (const isa of isas) {
       for (const quantType of ['nf4', 'fp4'] as const) {
         for (const [n, blockSize] of [[64 * 40, 64], [128 * 33 + 50, 128], [4096 * 3, 4096], [256 * 9 + 1, 256], [32 * 17 + 3, 32]] as const) {
           const bits = bitsOf(values(n, n + blockSize));
           for (let i = 0; i < n; i += 97) bits[i] = 0x0001; // bfloat16 subnormals
-          const widened = decodeBFloat16(new Uint8Array(bits.buffer));
+          const widened = widen(bits);
           for (const doubleQuant of [false, true]) {
             const opts = { quantType, blockSize, doubleQuant };
-            const before = a.features().isa;
-            a.setIsa(isa);
-            let fromBits;
-            try {
-              fromBits = quantize4bitBFloat16(bits, [n], opts);
-            } finally {
-              a.setIsa(before);
-            }
+            const fromBits = atIsa(isa, () => quantize4bitBFloat16(bits, [n], opts));
             const plain = quantize4bit(widened, [n], { ...opts, dtype: 'bfloat16' });
             expect(Buffer.from(fromBits.packed).equals(Buffer.from(plain.packed))).toBe(true);
             expect(Buffer.from(fromBits.absmax.buffer).equals(Buffer.from(plain.absmax.buffer))).toBe(true);
@@ -259,21 +258,14 @@ describeAddon('4-bit quantization straight from bfloat16 bits on the addon', () 
       bits[at] = word;
       bits[at + 3] = 0x7f80; // a later one is not the one named
       const fromBits = messageOf(() => quantize4bitBFloat16(bits, [n], { quantType: 'nf4', name: 'w' }));
-      expect(fromBits).toBe(messageOf(() => quantize4bit(decodeBFloat16(new Uint8Array(bits.buffer)), [n], { quantType: 'nf4', dtype: 'bfloat16', name: 'w' })));
+      expect(fromBits).toBe(messageOf(() => quantize4bit(widen(bits), [n], { quantType: 'nf4', dtype: 'bfloat16', name: 'w' })));
       expect(fromBits).toContain(`at index ${at} is not finite`);
     }
   });
 });
 
 describeAddon('8-bit quantization on the addon', () => {
-  const plainQuantizeInt8 = (w: Float32Array, shape: [number, number]) => {
-    const spy = jest.spyOn(platform, 'nativeAddon').mockReturnValue(null);
-    try {
-      return quantizeInt8(w, shape);
-    } finally {
-      spy.mockRestore();
-    }
-  };
+  const plainQuantizeInt8 = (w: Float32Array, shape: [number, number]) => withoutAddon(() => quantizeInt8(w, shape));
 
   /**
    * Rows of one edge each, in turn (SCB is the float16-rounded absmax, so a row's largest value shows its rounding):
@@ -315,8 +307,6 @@ describeAddon('8-bit quantization on the addon', () => {
   });
 
   test('from bfloat16 bits (a row widened at a time): the same codes, SCB and errors as from the widened values', () => {
-    const bitsOf = (v: Float32Array) => new Uint16Array(Uint32Array.from(new Uint32Array(v.buffer, v.byteOffset, v.length), (u) => u >>> 16));
-    const widen = (bits: Uint16Array) => decodeBFloat16(new Uint8Array(bits.buffer, bits.byteOffset, bits.byteLength));
     for (const [rows, cols] of [[7, 300], [33, 64], [64, 1000], [14, 5]] as const) {
       // the edges rounded to bfloat16, where the float16 maximum becomes 65536 (an overflow): 65280 instead, the largest
       // bfloat16 below it
@@ -326,20 +316,18 @@ describeAddon('8-bit quantization on the addon', () => {
       expect(Buffer.from(fromBits.weight.buffer).equals(Buffer.from(plain.weight.buffer))).toBe(true);
       expect(Buffer.from(fromBits.scb.buffer).equals(Buffer.from(plain.scb.buffer))).toBe(true);
     }
-    const messageOf = (fn: () => void): string => {
-      try {
-        fn();
-      } catch (e) {
-        return (e as Error).message;
-      }
-      return 'no error';
-    };
     const base = bitsOf(roundToDtype(values(6 * 40, 3), 'bfloat16'));
-    // an overflow (1e5 is beyond float16) before a value that is not finite: the check for finite values comes first
-    for (const [at, word, expected] of [[130, 0x47c3, 'at index 130 overflows float16'], [200, 0x7f80, 'at index 200 is not finite']] as const) {
+    // an overflow (0x47c3: ~1e5, beyond float16) before a value that is not finite, in another row or in the same
+    // one: the check for finite values comes first
+    const cases = [
+      [130, 0x47c3, -1, 'at index 130 overflows float16'],
+      [200, 0x7f80, 20, 'at index 200 is not finite'],
+      [135, 0xff80, 131, 'at index 135 is not finite'],
+    ] as const;
+    for (const [at, word, overflowAt, expected] of cases) {
       const bits = base.slice();
       bits[at] = word;
-      if (at === 200) bits[20] = 0x47c3;
+      if (overflowAt >= 0) bits[overflowAt] = 0x47c3;
       const message = messageOf(() => quantizeInt8BFloat16(bits, [6, 40], { name: 'w' }));
       expect(message).toContain(expected);
       expect(message).toBe(messageOf(() => quantizeInt8(widen(bits), [6, 40], { name: 'w', dtype: 'bfloat16' })));
@@ -352,12 +340,7 @@ describeAddon('8-bit quantization on the addon', () => {
     w[200] = -1e6;
     const message = /q_proj\.weight: value 65520 at index 130 overflows float16/;
     expect(() => quantizeInt8(w, [6, 40], { name: 'q_proj.weight' })).toThrow(message);
-    const spy = jest.spyOn(platform, 'nativeAddon').mockReturnValue(null);
-    try {
-      expect(() => quantizeInt8(w, [6, 40], { name: 'q_proj.weight' })).toThrow(message);
-    } finally {
-      spy.mockRestore();
-    }
+    withoutAddon(() => expect(() => quantizeInt8(w, [6, 40], { name: 'q_proj.weight' })).toThrow(message));
   });
 });
 
@@ -381,23 +364,6 @@ describeAddon('weight checks and bfloat16 widening on the addon (large weights)'
       spy.mockRestore();
     }
   }
-  const withoutAddon = <T>(fn: () => T): T => {
-    const spy = jest.spyOn(platform, 'nativeAddon').mockReturnValue(null);
-    try {
-      return fn();
-    } finally {
-      spy.mockRestore();
-    }
-  };
-  const messageOf = (fn: () => void): string => {
-    try {
-      fn();
-    } catch (e) {
-      return (e as Error).message;
-    }
-    return 'no error';
-  };
-
   test('checkRepresentable names the same first bad value as the TypeScript check (float32 and bfloat16)', () => {
     const n = 1 << 17;
     const base = roundToDtype(values(n, 11), 'bfloat16');
